@@ -1,0 +1,173 @@
+"""The `specc` command: argument handling and printing only; the work is in `specc.api`.
+
+Exit codes (also in the README):
+  0  success
+  1  warnings under --strict, or `schema --check` found the committed schema stale
+  2  invalid input: a spec error, an unreadable file, an output that cannot be written
+  3  internal error in specc (a bug: the traceback is printed; please report it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from specc import __version__, api, codes, report, schema
+from specc.diagnostics import Diagnostic
+from specc.emit import OutputError
+from specc.source import Document
+
+OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - the one place a bug becomes a report, not a crash
+        traceback.print_exc()
+        print(
+            f"specc {__version__}: internal error (a bug in specc, not in your spec); "
+            "please report it with the spec and the traceback above",
+            file=sys.stderr,
+        )
+        return INTERNAL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specc",
+        description="Compile a YAML model spec into a package of parallel OneFlow modules.",
+    )
+    parser.add_argument("--version", action="version", version=f"specc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="validate a spec and write its package")
+    build.add_argument("spec", help="the spec file")
+    build.add_argument("-o", "--out", default="build", help="directory to write the package into")
+    build.add_argument(
+        "--force", action="store_true", help="replace a directory specc did not write"
+    )
+    _diagnostic_options(build)
+    build.set_defaults(run=_build)
+
+    validate = commands.add_parser("validate", help="check specs; print every problem found")
+    validate.add_argument("specs", nargs="+", help="spec files")
+    _diagnostic_options(validate)
+    validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="print the lowered plan of a spec")
+    plan.add_argument("spec", help="the spec file")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _diagnostic_options(plan)
+    plan.set_defaults(run=_plan)
+
+    schema_cmd = commands.add_parser("schema", help="print or check the spec's JSON Schema")
+    schema_cmd.add_argument(
+        "--check", action="store_true", help=f"fail (exit 1) if {schema.SCHEMA_PATH} is stale"
+    )
+    schema_cmd.add_argument("--path", default=schema.SCHEMA_PATH, help="the committed schema")
+    schema_cmd.add_argument("--write", action="store_true", help="write the schema to --path")
+    schema_cmd.set_defaults(run=_schema)
+
+    codes_cmd = commands.add_parser("codes", help="list the diagnostic codes")
+    codes_cmd.set_defaults(run=lambda _: print(codes.markdown_table(), end="") or OK)
+    return parser
+
+
+def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format", choices=report.FORMATS, default="text", help="diagnostics format"
+    )
+    parser.add_argument("--strict", action="store_true", help="treat warnings as failures (exit 1)")
+    parser.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour text output"
+    )
+    parser.add_argument(
+        "--max-diagnostics", type=int, default=50, metavar="N", help="show at most N per file"
+    )
+
+
+def _build(arguments: argparse.Namespace) -> int:
+    try:
+        result = api.build(arguments.spec, Path(arguments.out), force=arguments.force)
+    except OutputError as error:
+        print(f"specc: error: {error}", file=sys.stderr)
+        return INVALID
+    status = _show([result], arguments)
+    if result.package_dir is not None:
+        print(f"wrote {result.package_dir}", file=sys.stderr)
+    return status
+
+
+def _validate(arguments: argparse.Namespace) -> int:
+    results = [api.check(path) for path in arguments.specs]
+    return _show(results, arguments)
+
+
+def _plan(arguments: argparse.Namespace) -> int:
+    result = api.check(arguments.spec)
+    status = _show([result], arguments)
+    if result.plan is not None:
+        print(result.plan.to_json() if arguments.json else result.plan.to_text(), end="")
+    return status
+
+
+def _schema(arguments: argparse.Namespace) -> int:
+    text = schema.schema_text()
+    path = Path(arguments.path)
+    if arguments.check:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current != text:
+            print(f"{path} is out of date; run `specc schema --write`", file=sys.stderr)
+            return DRIFT
+        print(f"{path} is up to date", file=sys.stderr)
+        return OK
+    if arguments.write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return OK
+    print(text, end="")
+    return OK
+
+
+def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
+    """Print the diagnostics of every result; return the exit status they call for."""
+    documents: dict[str, Document] = {}
+    everything: list[Diagnostic] = []
+    shown = []
+    for result in results:
+        if result.document is not None:
+            documents[result.document.file] = result.document
+        ordered = result.diagnostics.sorted()
+        everything += ordered
+        shown.append(ordered)
+    if arguments.format == "json":
+        print(report.as_json(everything), end="")
+    elif arguments.format == "github":
+        print(report.github(everything), end="")
+    else:
+        colour = _use_colour(arguments.color)
+        for ordered in shown:
+            text = report.text(ordered, documents, colour=colour, limit=arguments.max_diagnostics)
+            print(text, end="", file=sys.stderr)
+        if everything:
+            print(f"specc: {report.summary(everything)}", file=sys.stderr)
+    if any(d.severity.value == "error" for d in everything):
+        return INVALID
+    if arguments.strict and everything:
+        return DRIFT
+    return OK
+
+
+def _use_colour(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return "NO_COLOR" not in os.environ and sys.stderr.isatty()

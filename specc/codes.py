@@ -1,0 +1,60 @@
+"""The table of diagnostic codes: stable identifiers users can search for and CI can match.
+
+A code never changes meaning once released. `docs/diagnostics.md` is generated from this
+table (`specc codes --markdown`) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    name: str
+    summary: str
+    example: str
+
+
+_TABLE = [
+    # E1xx: reading the YAML document.
+    Code("E100", "YAML syntax error", "mapping values are not allowed here"),
+    Code("E101", "duplicate key in a mapping", "duplicate key `tensor` (first given at 4:3)"),
+    Code("E102", "YAML tag that constructs objects", "tag `!!python/object` is not allowed"),
+    Code("E103", "document too large", "spec is 52,428,800 bytes; specc reads at most 8 MiB"),
+    Code("E104", "document nested or aliased too deeply", "document nests deeper than 64 levels"),
+    Code("E105", "top level is not a mapping", "a spec must be a mapping, found a list"),
+    Code("E106", "empty document", "the file holds no YAML document"),
+    Code("E107", "file cannot be read", "no such file: specs/missing.yaml"),
+    Code("E108", "mapping key is not a string", "key 3 is not a string"),
+    # E2xx: the shape of the spec (pydantic models).
+    Code("E200", "unknown key", "unknown key `out_feature`; did you mean `out_features`?"),
+    Code("E201", "missing required key", "linear layer is missing `in_features`"),
+    Code("E202", "value of the wrong type", "`tensor` must be an integer, found '2'"),
+    Code("E203", "value not among the allowed choices", "split `column` is not one of col, row"),
+    Code("E204", "number out of range", "`data` must be at least 1, found 0"),
+    Code("E205", "unknown layer kind", "unknown layer kind `conv`; valid kinds: linear, ..."),
+    Code("E206", "unsupported format version", "format version 2 is not supported; use 1"),
+    Code("E207", "invalid name", "`my-model` is not a valid package name; try `my_model`"),
+    Code("E208", "duplicate name", "layer name `fc` is used twice (first at 9:11)"),
+    Code("E209", "empty list", "`layers` must hold at least one layer"),
+    # E3xx: the parallel plan.
+    Code("E300", "world size does not match the mesh", "world_size 8 != data 2 x tensor 2"),
+    Code("E301", "split dimension not divisible", "out_features 1000 is not divisible by tensor 3"),
+    Code("E302", "batch not divisible by data", "batch 30 is not divisible by data 4"),
+    Code("E303", "input size does not match", "in_features 512 != previous output 1024"),
+    Code("E304", "normalized size does not match", "layernorm features 512 != input 1024"),
+    Code("E305", "feature not supported yet", "pipeline 2 is not supported by this version"),
+    # W5xx: warnings; they fail only under --strict.
+    Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
+    Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),
+]
+
+CODES: dict[str, Code] = {code.name: code for code in _TABLE}
+
+
+def markdown_table() -> str:
+    """The documentation table of every code, one line each with an example."""
+    lines = ["| code | meaning | example |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.summary} | {c.example} |" for c in _TABLE]
+    return "\n".join(lines) + "\n"

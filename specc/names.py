@@ -1,0 +1,75 @@
+"""The naming authority: the only place that decides which spec strings may become code.
+
+A name from a spec reaches generated code only after `check_identifier` accepted it, so
+a spec cannot inject code, shadow a builtin the generated module relies on, or collide
+with an `nn.Module` attribute. Everything else the templates print is either a
+fixed identifier or a literal rendered with `repr`.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+import unicodedata
+
+MAX_LENGTH = 32
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+# Public attributes of oneflow.nn.Module (0.9.0): a layer named like one would replace it.
+_MODULE_ATTRIBUTES = frozenset(
+    "add_module apply buffers children cpu cuda double eval extra_repr float forward half "
+    "load_state_dict modules named_buffers named_children named_modules named_parameters "
+    "parameters register_buffer register_forward_hook register_forward_pre_hook "
+    "register_parameter requires_grad_ state_dict to to_consistent to_global to_local train "
+    "training zero_grad".split()
+)
+# Names the generated modules use themselves.
+_GENERATED = frozenset("self flow nn math oneflow model parallel layers main".split())
+# Package names that would shadow what the generated code or its user imports.
+_PACKAGES = frozenset(sys.stdlib_module_names) | {"oneflow", "specc", "numpy", "test", "tests"}
+
+
+def identifier_problem(name: str, *, package: bool = False) -> str | None:
+    """Why `name` cannot be used as an identifier in generated code, or None if it can."""
+    if not _IDENTIFIER.match(name):
+        return "it must start with a lower-case letter and hold only a-z, 0-9 and _"
+    if len(name) > MAX_LENGTH:
+        return f"it is longer than {MAX_LENGTH} characters"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "it is a Python keyword"
+    if package and name in _PACKAGES:
+        return "it would shadow an existing module"
+    if not package and (name in _MODULE_ATTRIBUTES or name in _GENERATED):
+        return "it is already used by nn.Module or by the generated code"
+    return None
+
+
+def suggest_identifier(text: str, *, package: bool = False) -> str:
+    """A valid identifier close to `text`, offered in the `help:` line of name errors."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text).lower()
+    snake = re.sub(r"[^a-z0-9]+", "_", snake).strip("_")[:MAX_LENGTH]
+    if not snake or not snake[0].isalpha():
+        snake = ("model_" if package else "layer_") + snake
+        snake = snake.rstrip("_")[:MAX_LENGTH]
+    if identifier_problem(snake, package=package) is not None:
+        snake = snake[: MAX_LENGTH - 1] + "_"
+    if identifier_problem(snake, package=package) is not None:
+        return "my_model" if package else "layer"
+    return snake
+
+
+def default_layer_name(kind: str, index: int) -> str:
+    """The attribute name of an unnamed layer: its kind and its position in the spec."""
+    return f"{kind}_{index}"
+
+
+def file_label(path: str) -> str:
+    """The spec's file name as generated comments and headers show it.
+
+    Only the base name is kept (no absolute paths in output), and any character that
+    could end a comment or a string is replaced, since file names are user input too.
+    """
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", base) or "spec"

@@ -1,0 +1,214 @@
+"""Stage 1: read a YAML spec into plain data, remembering where every node came from.
+
+PyYAML's constructors throw positions away and happily build arbitrary objects, so
+specc composes the node graph itself and converts it with a small walker that
+  * keeps the span of every key and value, keyed by its path (`("layers", 2, "split")`),
+  * rejects duplicate keys, non-string keys and tags that would construct objects,
+  * bounds size, nesting depth and alias expansion, so a hostile file cannot exhaust
+    time or memory.
+Nothing here knows what a valid spec looks like; that is `specc.spec`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any
+
+import yaml
+
+from specc.diagnostics import Diagnostics, Span
+
+MAX_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+YamlPath = tuple[str | int, ...]
+
+_TAG = "tag:yaml.org,2002:"
+# Scalars are built by PyYAML's safe constructor; anything else is refused.
+_SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
+# Dates and binary blobs are kept as the text the user wrote; the schema then rejects
+# or accepts them as strings, which gives a clearer message than "datetime".
+_TEXT_TAGS = {_TAG + t for t in ("timestamp", "binary")}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A spec file as plain data plus the source position of each key and value."""
+
+    file: str
+    text: str
+    data: Any
+    value_spans: dict[YamlPath, Span] = field(repr=False)
+    key_spans: dict[YamlPath, Span] = field(repr=False)
+
+    def span(self, path: YamlPath, *, key: bool = False) -> Span:
+        """The span of `path`, or of its nearest ancestor that exists in the file."""
+        if key and path in self.key_spans:
+            return self.key_spans[path]
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.value_spans:
+                return self.value_spans[path[:cut]]
+        return Span.whole_file(self.file)
+
+    def source_line(self, line: int) -> str | None:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def read_spec(path: str, diagnostics: Diagnostics) -> Document | None:
+    """Read and parse the spec at `path`; on failure report why and return None."""
+    whole = Span.whole_file(path)
+    try:
+        raw = FilePath(path).read_bytes()
+    except FileNotFoundError:
+        diagnostics.error("E107", f"no such file: {path}", whole)
+        return None
+    except OSError as exc:
+        diagnostics.error("E107", f"cannot read {path}: {exc.strerror}", whole)
+        return None
+    if len(raw) > MAX_BYTES:
+        diagnostics.error(
+            "E103",
+            f"spec is {len(raw):,} bytes; specc reads specs of at most {MAX_BYTES:,} bytes",
+            whole,
+            help="a spec describes a model, not its data; use `repeat` for long stacks",
+        )
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        diagnostics.error("E107", f"{path} is not UTF-8 text (byte {exc.start})", whole)
+        return None
+    return parse_spec_text(text, path, diagnostics)
+
+
+def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
+    """Parse YAML `text` (shown to users as `file`) into a `Document`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{problem} ({exc.context})"
+        diagnostics.error("E100", f"YAML syntax error: {problem}", Span(file, line, col, line, col))
+        return None
+    except yaml.YAMLError as exc:
+        diagnostics.error("E100", f"YAML syntax error: {exc}", Span.whole_file(file))
+        return None
+    except RecursionError:
+        diagnostics.error(
+            "E104", f"document nests deeper than {MAX_DEPTH} levels", Span.whole_file(file)
+        )
+        return None
+    finally:
+        loader.dispose()
+    if node is None:
+        diagnostics.error("E106", "the file holds no YAML document", Span.whole_file(file))
+        return None
+    walker = _Walker(file, diagnostics)
+    try:
+        data = walker.convert(node, (), 0)
+    except _TooBig:
+        return None
+    return Document(file, text, data, walker.value_spans, walker.key_spans)
+
+
+class _TooBig(Exception):
+    """Stops the walk once a size bound has been reported."""
+
+
+class _Walker:
+    def __init__(self, file: str, diagnostics: Diagnostics) -> None:
+        self.file = file
+        self.diagnostics = diagnostics
+        self.value_spans: dict[YamlPath, Span] = {}
+        self.key_spans: dict[YamlPath, Span] = {}
+        self.nodes = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def span(self, node: yaml.Node) -> Span:
+        start, end = node.start_mark, node.end_mark
+        return Span(self.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+
+    def convert(self, node: yaml.Node, path: YamlPath, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.diagnostics.error(
+                "E104",
+                f"document expands to more than {MAX_NODES:,} nodes (aliases included)",
+                self.span(node),
+                help="anchors and aliases that refer to each other multiply; write keys out",
+            )
+            raise _TooBig
+        if depth > MAX_DEPTH:
+            self.diagnostics.error(
+                "E104", f"document nests deeper than {MAX_DEPTH} levels", self.span(node)
+            )
+            raise _TooBig
+        self.value_spans.setdefault(path, self.span(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _TAG + "seq":
+                return self._bad_tag(node)
+            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: YamlPath, depth: int) -> Any:
+        if node.tag != _TAG + "map":
+            return self._bad_tag(node)
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Span] = {}
+        for key_node, value_node in node.value:
+            key_span = self.span(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.diagnostics.error("E108", "a mapping key must be a plain string", key_span)
+                continue
+            key = self._scalar(key_node)
+            if not isinstance(key, str):
+                self.diagnostics.error(
+                    "E108",
+                    f"mapping key {key_node.value!r} is not a string",
+                    key_span,
+                    help=f'quote it to make it a string: "{key_node.value}"',
+                )
+                continue
+            if key in first_seen:
+                seen = first_seen[key]
+                self.diagnostics.error(
+                    "E101",
+                    f"duplicate key `{key}` (first given at {seen.line}:{seen.column})",
+                    key_span,
+                    help="YAML keeps only one of them; remove or rename one",
+                )
+                continue
+            first_seen[key] = key_span
+            self.key_spans[(*path, key)] = key_span
+            result[key] = self.convert(value_node, (*path, key), depth + 1)
+        return result
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag in _TEXT_TAGS:
+            return node.value
+        if node.tag not in _SCALAR_TAGS:
+            return self._bad_tag(node)
+        value = self.constructor.construct_object(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            return node.value  # .inf / .nan: let the schema reject them as text
+        return value
+
+    def _bad_tag(self, node: yaml.Node) -> None:
+        tag = node.tag.replace(_TAG, "!!")
+        self.diagnostics.error(
+            "E102",
+            f"YAML tag `{tag}` is not allowed in a spec",
+            self.span(node),
+            help="specs hold plain mappings, lists, strings and numbers; remove the tag",
+        )
+        return None

@@ -1,0 +1,218 @@
+"""Turn pydantic's validation errors into located specc diagnostics.
+
+pydantic reports a `loc` such as `("layers", 2, "linear", "out_feature")`: the third
+element is the discriminator tag, not a YAML key. `_locate` walks the models alongside
+the loc to drop such tags, find the YAML path, and learn which model the key belongs to
+(for "did you mean" and for listing the valid keys).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from specc.diagnostics import Diagnostics
+from specc.source import Document, YamlPath
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_RANGE_WORDS = {
+    "greater_than_equal": "at least {ge}",
+    "greater_than": "greater than {gt}",
+    "less_than_equal": "at most {le}",
+    "less_than": "less than {lt}",
+}
+
+
+def report_validation_error(
+    error: ValidationError, root: type[BaseModel], document: Document, diagnostics: Diagnostics
+) -> None:
+    for item in error.errors(include_url=False):
+        path, model = _locate(root, tuple(item["loc"]))
+        _report_one(item, path, model, document, diagnostics)
+
+
+def _report_one(
+    item: Any, path: YamlPath, model: type[BaseModel] | None, document: Document, out: Diagnostics
+) -> None:
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    where = _describe(path)
+    found = _show(item.get("input"))
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        valid = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        help_ = f"did you mean `{close[0]}`?" if close else None
+        if valid:
+            listing = "valid keys: " + ", ".join(valid)
+            help_ = f"{help_} ({listing})" if help_ else listing
+        out.error(
+            "E200",
+            f"unknown key `{key}` in {_describe(path[:-1])}",
+            document.span(path, key=True),
+            help_,
+        )
+    elif kind == "missing":
+        key = str(path[-1])
+        out.error("E201", f"{_describe(path[:-1])} is missing `{key}`", document.span(path[:-1]))
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = ctx.get("expected_tags", "").replace("'", "")
+        if kind == "union_tag_not_found":
+            out.error(
+                "E201", f"{where} is missing `kind`", document.span(path), f"valid kinds: {tags}"
+            )
+        else:
+            out.error(
+                "E205",
+                f"unknown layer kind `{ctx.get('tag')}` in {where}",
+                document.span((*path, "kind")),
+                f"valid kinds: {tags}",
+            )
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx.get("expected", "")) or [ctx.get("expected", "")]
+        expected = ", ".join(choices)
+        if path == ("specc",):
+            out.error(
+                "E206",
+                f"spec format version {found} is not supported",
+                document.span(path),
+                f"this specc reads format version {expected}; write `specc: {expected}`",
+            )
+        else:
+            close = difflib.get_close_matches(str(item.get("input")), choices, n=1, cutoff=0.5)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            out.error(
+                "E203",
+                f"{where} is {found}, which is not one of the allowed values",
+                document.span(path),
+                f"{hint}use one of: {expected}",
+            )
+    elif kind in _RANGE_WORDS:
+        bound = _RANGE_WORDS[kind].format(**ctx)
+        out.error("E204", f"{where} must be {bound}, found {found}", document.span(path))
+    elif kind == "too_short":
+        out.error(
+            "E209",
+            f"{where} must hold at least {ctx.get('min_length', 1)} item",
+            document.span(path),
+        )
+    elif kind in _TYPE_WORDS:
+        out.error(
+            "E202",
+            f"{where} must be {_TYPE_WORDS[kind]}, found {found}",
+            document.span(path),
+            _type_help(kind, item.get("input")),
+        )
+    else:
+        out.error("E202", f"{where}: {item['msg']}", document.span(path))
+
+
+def _type_help(kind: str, value: Any) -> str | None:
+    if kind[:3] in ("int", "flo") and isinstance(value, str) and _is_number(value):
+        return f"write the number without quotes: {value.strip()}"
+    if kind.startswith("int") and isinstance(value, float) and value.is_integer():
+        return f"write a whole number: {int(value)}"
+    if kind.startswith("int") and isinstance(value, bool):
+        return "sizes are whole numbers, not true/false"
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(path: YamlPath) -> str:
+    """`layers[2].out_features` style, or `the spec` for the top level."""
+    if not path:
+        return "the spec"
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"`{text}`"
+
+
+def _locate(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[YamlPath, type[BaseModel] | None]:
+    """Walk `loc` through the models; return the YAML path and the model owning its last key."""
+    path: list[str | int] = []
+    annotation: Any = root
+    owner: type[BaseModel] | None = root
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            owner = annotation
+            field = annotation.model_fields.get(str(part))
+            path.append(part)
+            annotation = field.annotation if field else None
+        elif typing.get_origin(annotation) is list and isinstance(part, int):
+            path.append(part)
+            annotation = typing.get_args(annotation)[0]
+        elif _is_union(annotation):
+            tagged = _tagged_member(annotation, part)
+            if tagged is not None:
+                annotation = tagged  # a discriminator tag: not part of the YAML path
+            else:
+                path.append(part)
+                annotation = None
+        else:
+            path.append(part)
+            annotation = None
+    return tuple(path), owner
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if _is_union(annotation):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _tagged_member(annotation: Any, tag: Any) -> type[BaseModel] | None:
+    for member in typing.get_args(annotation):
+        member = _unwrap(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            kind = member.model_fields.get("kind")
+            if kind is not None and tag in typing.get_args(kind.annotation):
+                return member
+    return None
