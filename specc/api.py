@@ -17,9 +17,11 @@ from specc.source import Document
 
 @dataclass
 class Result:
-    """What a run produced: the document (for showing source lines), plan and diagnostics."""
+    """What a run produced: the diagnostics, and as far as it got, the document and plan."""
 
+    path: str
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    text: str | None = None  # the spec's text, for showing source lines even without a document
     document: Document | None = None
     plan: Plan | None = None
     package_dir: Path | None = None
@@ -27,8 +29,11 @@ class Result:
 
 def check(path: str) -> Result:
     """Read, validate and lower the spec at `path`."""
-    result = Result()
-    result.document = source.read_spec(path, result.diagnostics)
+    result = Result(path)
+    result.text = source.read_text(path, result.diagnostics)
+    if result.text is None:
+        return result
+    result.document = source.parse_spec_text(result.text, path, result.diagnostics)
     if result.document is None:
         return result
     parsed = spec.parse(result.document, result.diagnostics)

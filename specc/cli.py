@@ -19,7 +19,6 @@ from pathlib import Path
 from specc import __version__, api, codes, report, schema
 from specc.diagnostics import Diagnostic
 from specc.emit import OutputError
-from specc.source import Document
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
@@ -31,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(arguments.run(arguments))
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - the one place a bug becomes a report, not a crash
+    except Exception:
         traceback.print_exc()
         print(
             f"specc {__version__}: internal error (a bug in specc, not in your spec); "
@@ -140,12 +139,12 @@ def _schema(arguments: argparse.Namespace) -> int:
 
 def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
     """Print the diagnostics of every result; return the exit status they call for."""
-    documents: dict[str, Document] = {}
+    sources: dict[str, str] = {}
     everything: list[Diagnostic] = []
     shown = []
     for result in results:
-        if result.document is not None:
-            documents[result.document.file] = result.document
+        if result.text is not None:
+            sources[result.path] = result.text
         ordered = result.diagnostics.sorted()
         everything += ordered
         shown.append(ordered)
@@ -156,7 +155,7 @@ def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
     else:
         colour = _use_colour(arguments.color)
         for ordered in shown:
-            text = report.text(ordered, documents, colour=colour, limit=arguments.max_diagnostics)
+            text = report.text(ordered, sources, colour=colour, limit=arguments.max_diagnostics)
             print(text, end="", file=sys.stderr)
         if everything:
             print(f"specc: {report.summary(everything)}", file=sys.stderr)

@@ -37,7 +37,7 @@ _TABLE = [
     Code("E206", "unsupported format version", "format version 2 is not supported; use 1"),
     Code("E207", "invalid name", "`my-model` is not a valid package name; try `my_model`"),
     Code("E208", "duplicate name", "layer name `fc` is used twice (first at 9:11)"),
-    Code("E209", "empty list", "`layers` must hold at least one layer"),
+    Code("E209", "list too short or too long", "`layers` must hold at least 1 item"),
     # E3xx: the parallel plan.
     Code("E300", "world size does not match the mesh", "world_size 8 != data 2 x tensor 2"),
     Code("E301", "split dimension not divisible", "out_features 1000 is not divisible by tensor 3"),

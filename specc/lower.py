@@ -16,7 +16,6 @@ from specc.diagnostics import Diagnostics, Span
 from specc.plan import (
     InputTensor,
     Launch,
-    LaunchForm,
     LayerClass,
     LayerStep,
     Layout,
@@ -43,14 +42,14 @@ def split(axis: int) -> str:
 
 # Layer classes the generated layers.py can define, in the order it defines them.
 _LAYER_CLASSES = {
-    "LinearBase": ("linear_base.py.jinja", ()),
-    "ColumnParallelLinear": ("column_parallel_linear.py.jinja", ("COLUMN_SPLIT",)),
+    "LinearBase": ("layers/linear_base.py.jinja", ()),
+    "ColumnParallelLinear": ("layers/column_parallel_linear.py.jinja", ("COLUMN_SPLIT",)),
     "RowParallelLinear": (
-        "row_parallel_linear.py.jinja",
+        "layers/row_parallel_linear.py.jinja",
         ("ACTIVATION", "REPLICATED", "ROW_SPLIT"),
     ),
-    "ReplicatedLinear": ("replicated_linear.py.jinja", ("REPLICATED",)),
-    "LayerNorm": ("layer_norm.py.jinja", ("REPLICATED",)),
+    "ReplicatedLinear": ("layers/replicated_linear.py.jinja", ("REPLICATED",)),
+    "LayerNorm": ("layers/layer_norm.py.jinja", ("REPLICATED",)),
 }
 _ACTIVATIONS = {
     "gelu": "GELU",
@@ -217,26 +216,20 @@ class _Lowering:
         return tuple(range(first, first + self.data * self.tensor))
 
     def launch(self) -> Launch:
-        """Launch commands; across machines only splits that keep tensor groups on one node.
+        """The launch command, and the machine counts a multi-node launch may use.
 
         Tensor-parallel ranks talk at every layer, so a tensor group must not straddle
-        machines: the processes per node must be a multiple of the tensor size.
+        machines: the processes per machine must be a multiple of the tensor size.
         """
         world = self.data * self.tensor * self.pipeline
-        runner = "python -m oneflow.distributed.launch"
-        single = f"{runner} --nproc_per_node {world} -m {self.spec.name}"
-        multi = tuple(
-            LaunchForm(
-                nodes,
-                world // nodes,
-                f"{runner} --nnodes {nodes} --node_rank $NODE_RANK --nproc_per_node "
-                f"{world // nodes} --master_addr $MASTER_ADDR --master_port 29500 "
-                f"-m {self.spec.name}",
-            )
-            for nodes in range(2, world + 1)
-            if world % nodes == 0 and (world // nodes) % self.tensor == 0
+        single = (
+            f"python -m oneflow.distributed.launch --nproc_per_node {world} -m {self.spec.name}"
         )
-        return Launch(single, multi)
+        fits = len(f'LAUNCH_COMMAND = "{single}"') <= LINE_LENGTH
+        nodes = tuple(
+            n for n in range(2, world + 1) if world % n == 0 and (world // n) % self.tensor == 0
+        )
+        return Launch(single, fits, nodes)
 
     def inputs(self) -> tuple[str, tuple[InputTensor, ...]]:
         result = []
@@ -447,7 +440,8 @@ class _Lowering:
     def ensure_whole(
         self, current: _Activation, consumer: str, what: str, steps: list[Step], path: YamlPath
     ) -> _Activation:
-        """Insert an explicit all-gather when a feature-split activation meets a layer needing it whole."""
+        """Insert an explicit all-gather where a feature-split activation meets a layer
+        that needs whole features."""
         if current.tensor_sbp == B:
             return current
         before = self.layout(current.shape, current.data_sbp, current.tensor_sbp)

@@ -8,6 +8,7 @@ fixed identifier or a literal rendered with `repr`.
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 import sys
@@ -30,8 +31,17 @@ _GENERATED = frozenset("self flow nn math oneflow model parallel layers main".sp
 _PACKAGES = frozenset(sys.stdlib_module_names) | {"oneflow", "specc", "numpy", "test", "tests"}
 
 
+# Letters from other scripts that look like Latin ones; a name that uses them reads
+# right but is not the identifier its author thinks it is.
+_LOOKALIKES = str.maketrans("аеорсухіјѕԁԛԝαεοριυνκτχ", "aeopcyxijsdqwaeopiuvktx")
+
+
 def identifier_problem(name: str, *, package: bool = False) -> str | None:
     """Why `name` cannot be used as an identifier in generated code, or None if it can."""
+    foreign = next((c for c in name if not c.isascii()), None)
+    if foreign is not None:
+        described = unicodedata.name(foreign, f"U+{ord(foreign):04X}")
+        return f"it contains the non-ASCII character {foreign!r} ({described})"
     if not _IDENTIFIER.match(name):
         return "it must start with a lower-case letter and hold only a-z, 0-9 and _"
     if len(name) > MAX_LENGTH:
@@ -47,7 +57,8 @@ def identifier_problem(name: str, *, package: bool = False) -> str | None:
 
 def suggest_identifier(text: str, *, package: bool = False) -> str:
     """A valid identifier close to `text`, offered in the `help:` line of name errors."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    latin = unicodedata.normalize("NFKD", text.translate(_LOOKALIKES))
+    ascii_text = latin.encode("ascii", "ignore").decode()
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", ascii_text).lower()
     snake = re.sub(r"[^a-z0-9]+", "_", snake).strip("_")[:MAX_LENGTH]
     if not snake or not snake[0].isalpha():
@@ -73,3 +84,10 @@ def file_label(path: str) -> str:
     """
     base = path.replace("\\", "/").rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._+-]", "_", base) or "spec"
+
+
+def shown(name: str) -> str:
+    """`name` as a message quotes it: escaped when it holds what would break the line."""
+    if name.isprintable() and "`" not in name:
+        return f"`{name}`"
+    return json.dumps(name, ensure_ascii=True)

@@ -126,22 +126,10 @@ class LayerClass:
 
 
 @dataclass(frozen=True, slots=True)
-class LaunchForm:
-    """One way to spread the world over machines; `command` is run on every machine."""
-
-    nodes: int
-    processes_per_node: int
-    command: str
-
-    @property
-    def last_node(self) -> int:
-        return self.nodes - 1
-
-
-@dataclass(frozen=True, slots=True)
 class Launch:
     single: str  # the command for one machine
-    multi: tuple[LaunchForm, ...]  # node counts that keep every tensor group on one machine
+    single_fits_one_line: bool  # whether `LAUNCH_COMMAND = "..."` fits one line
+    node_counts: tuple[int, ...]  # machine counts > 1 that keep every tensor group on one
 
 
 @dataclass(frozen=True, slots=True)

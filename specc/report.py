@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 
 from specc.diagnostics import Diagnostic, Severity
-from specc.source import Document
 
 FORMATS = ("text", "json", "github")
 
@@ -16,7 +15,7 @@ _BOLD, _BLUE, _RESET = "\033[1m", "\033[1;34m", "\033[0m"
 
 def text(
     diagnostics: Sequence[Diagnostic],
-    documents: dict[str, Document],
+    sources: dict[str, str],
     *,
     colour: bool = False,
     limit: int = 50,
@@ -30,8 +29,7 @@ def text(
         lines = [
             f"{paint(_BOLD, f'{span.file}:{span.line}:{span.column}:')} {severity}: {item.message}"
         ]
-        document = documents.get(span.file)
-        source = document.source_line(span.line) if document else None
+        source = _line(sources.get(span.file), span.line)
         if source is not None and source.strip():
             width = len(str(span.line))
             end = span.end_column if span.end_line == span.line else len(source) + 1
@@ -47,6 +45,11 @@ def text(
     if len(diagnostics) > limit:
         blocks.append(f"...and {len(diagnostics) - limit} more")
     return "\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _line(text: str | None, number: int) -> str | None:
+    lines = text.splitlines() if text is not None else []
+    return lines[number - 1] if 0 < number <= len(lines) else None
 
 
 def summary(diagnostics: Sequence[Diagnostic]) -> str:

@@ -43,6 +43,12 @@ class Document:
     data: Any
     value_spans: dict[YamlPath, Span] = field(repr=False)
     key_spans: dict[YamlPath, Span] = field(repr=False)
+    # Paths whose value was refused (a forbidden tag): already reported, so later
+    # stages stay quiet about them instead of adding "found null".
+    refused: frozenset[YamlPath] = frozenset()
+
+    def is_refused(self, path: YamlPath) -> bool:
+        return any(path[: len(r)] == r for r in self.refused)
 
     def span(self, path: YamlPath, *, key: bool = False) -> Span:
         """The span of `path`, or of its nearest ancestor that exists in the file."""
@@ -53,13 +59,9 @@ class Document:
                 return self.value_spans[path[:cut]]
         return Span.whole_file(self.file)
 
-    def source_line(self, line: int) -> str | None:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else None
 
-
-def read_spec(path: str, diagnostics: Diagnostics) -> Document | None:
-    """Read and parse the spec at `path`; on failure report why and return None."""
+def read_text(path: str, diagnostics: Diagnostics) -> str | None:
+    """Read the spec file at `path` as text; on failure report why and return None."""
     whole = Span.whole_file(path)
     try:
         raw = FilePath(path).read_bytes()
@@ -78,11 +80,10 @@ def read_spec(path: str, diagnostics: Diagnostics) -> Document | None:
         )
         return None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         diagnostics.error("E107", f"{path} is not UTF-8 text (byte {exc.start})", whole)
         return None
-    return parse_spec_text(text, path, diagnostics)
 
 
 def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
@@ -91,12 +92,7 @@ def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document 
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            problem = f"{problem} ({exc.context})"
-        diagnostics.error("E100", f"YAML syntax error: {problem}", Span(file, line, col, line, col))
+        _report_syntax_error(exc, file, diagnostics)
         return None
     except yaml.YAMLError as exc:
         diagnostics.error("E100", f"YAML syntax error: {exc}", Span.whole_file(file))
@@ -116,7 +112,31 @@ def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document 
         data = walker.convert(node, (), 0)
     except _TooBig:
         return None
-    return Document(file, text, data, walker.value_spans, walker.key_spans)
+    return Document(
+        file, text, data, walker.value_spans, walker.key_spans, frozenset(walker.refused)
+    )
+
+
+_SYNTAX_HELP = {
+    "could not find expected ':'": "a key needs a colon and a space after it: `key: value`",
+    "found character '\\t' that cannot start any token": "indent with spaces; YAML forbids tabs",
+    "mapping values are not allowed here": "quote a value that holds ': ', or fix the indent",
+}
+
+
+def _report_syntax_error(exc: yaml.MarkedYAMLError, file: str, diagnostics: Diagnostics) -> None:
+    # For an unfinished key PyYAML's problem mark is where it gave up (often the next
+    # line); the context mark is the key itself, which is what the user must fix.
+    simple_key = exc.context == "while scanning a simple key"
+    mark = (exc.context_mark if simple_key else None) or exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    diagnostics.error(
+        "E100",
+        f"YAML syntax error: {problem}",
+        Span(file, line, col, line, col + 1),
+        help=_SYNTAX_HELP.get(problem),
+    )
 
 
 class _TooBig(Exception):
@@ -130,6 +150,8 @@ class _Walker:
         self.value_spans: dict[YamlPath, Span] = {}
         self.key_spans: dict[YamlPath, Span] = {}
         self.nodes = 0
+        self.refused: set[YamlPath] = set()
+        self.path: YamlPath = ()
         self.constructor = yaml.constructor.SafeConstructor()
 
     def span(self, node: yaml.Node) -> Span:
@@ -152,6 +174,7 @@ class _Walker:
             )
             raise _TooBig
         self.value_spans.setdefault(path, self.span(node))
+        self.path = path
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -170,7 +193,10 @@ class _Walker:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.diagnostics.error("E108", "a mapping key must be a plain string", key_span)
                 continue
+            self.path = (*path, "<key>")
             key = self._scalar(key_node)
+            if key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:
+                continue  # a refused tag, already reported
             if not isinstance(key, str):
                 self.diagnostics.error(
                     "E108",
@@ -204,6 +230,7 @@ class _Walker:
         return value
 
     def _bad_tag(self, node: yaml.Node) -> None:
+        self.refused.add(self.path)
         tag = node.tag.replace(_TAG, "!!")
         self.diagnostics.error(
             "E102",
@@ -211,4 +238,3 @@ class _Walker:
             self.span(node),
             help="specs hold plain mappings, lists, strings and numbers; remove the tag",
         )
-        return None

@@ -84,7 +84,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
     if problem:
         diagnostics.error(
             "E207",
-            f"`{spec.name}` cannot be a package name: {problem}",
+            f"{names.shown(spec.name)} cannot be a package name: {problem}",
             document.span(("name",)),
             help=f"try `{names.suggest_identifier(spec.name, package=True)}`",
         )
@@ -98,7 +98,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
         if written and (problem := names.identifier_problem(name)):
             diagnostics.error(
                 "E207",
-                f"`{name}` cannot be a name in generated code: {problem}",
+                f"{names.shown(name)} cannot be a name in generated code: {problem}",
                 document.span(path),
                 help=f"try `{names.suggest_identifier(name)}`",
             )

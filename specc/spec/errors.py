@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from specc.diagnostics import Diagnostics
 from specc.source import Document, YamlPath
+from specc.spec.models import LAYER_KINDS
 
 _TYPE_WORDS = {
     "int_type": "an integer",
@@ -46,7 +47,8 @@ def report_validation_error(
 ) -> None:
     for item in error.errors(include_url=False):
         path, model = _locate(root, tuple(item["loc"]))
-        _report_one(item, path, model, document, diagnostics)
+        if not document.is_refused(path):
+            _report_one(item, path, model, document, diagnostics)
 
 
 def _report_one(
@@ -74,17 +76,20 @@ def _report_one(
         key = str(path[-1])
         out.error("E201", f"{_describe(path[:-1])} is missing `{key}`", document.span(path[:-1]))
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = ctx.get("expected_tags", "").replace("'", "")
+        tags = ", ".join(LAYER_KINDS)
         if kind == "union_tag_not_found":
             out.error(
                 "E201", f"{where} is missing `kind`", document.span(path), f"valid kinds: {tags}"
             )
         else:
+            tag = str(ctx.get("tag"))
+            close = difflib.get_close_matches(tag, LAYER_KINDS, n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`? " if close else ""
             out.error(
                 "E205",
-                f"unknown layer kind `{ctx.get('tag')}` in {where}",
+                f"unknown layer kind `{tag}` in {where}",
                 document.span((*path, "kind")),
-                f"valid kinds: {tags}",
+                f"{hint}valid kinds: {tags}",
             )
     elif kind == "literal_error":
         choices = re.findall(r"'([^']*)'", ctx.get("expected", "")) or [ctx.get("expected", "")]
@@ -209,8 +214,8 @@ def _is_union(annotation: Any) -> bool:
 
 
 def _tagged_member(annotation: Any, tag: Any) -> type[BaseModel] | None:
-    for member in typing.get_args(annotation):
-        member = _unwrap(member)
+    for candidate in typing.get_args(annotation):
+        member = _unwrap(candidate)
         if isinstance(member, type) and issubclass(member, BaseModel):
             kind = member.model_fields.get("kind")
             if kind is not None and tag in typing.get_args(kind.annotation):

@@ -8,6 +8,7 @@ Models are strict (no "2" for 2, no true for 1) and forbid unknown keys.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,13 +58,12 @@ class Input(StrictModel):
 
     name: Name = Field(description="Argument name of the model's forward().", examples=["x"])
     shape: list[Size] = Field(
-        min_length=1,
-        description="Global shape, batch first.",
+        min_length=2,
+        max_length=8,
+        description="Global shape: the batch, then one or more feature dimensions.",
         examples=[[32, 1024]],
     )
-    dtype: Literal["float32", "float16", "int64"] = Field(
-        "float32", description="Element type.", examples=["float32"]
-    )
+    dtype: Literal["float32"] = Field("float32", description="Element type.", examples=["float32"])
     split: Literal["data", "none"] = Field(
         "data",
         description=(
@@ -129,6 +129,11 @@ class LayerNorm(_Layer):
 
 
 Layer = Annotated[Linear | Activation | Dropout | LayerNorm, Field(discriminator="kind")]
+LAYER_KINDS: tuple[str, ...] = tuple(
+    kind
+    for model in (Linear, Activation, Dropout, LayerNorm)
+    for kind in typing.get_args(model.model_fields["kind"].annotation)
+)
 
 
 class Spec(StrictModel):

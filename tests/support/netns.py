@@ -73,16 +73,17 @@ def netns_unavailable_reason() -> str | None:
     if shutil.which("ip") is None:
         return "iproute2 `ip` command not found"
     name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}-probe"
+    veth = ("-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1")
     try:
-        for args in (
-            ("netns", "add", name),
-            ("-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"),
-            ("netns", "exec", name, "true"),
+        for what, args in (
+            ("create a network namespace", ("netns", "add", name)),
+            ("create a veth pair", veth),
+            ("run a command in a namespace", ("netns", "exec", name, "true")),
         ):
             r = _ip(*args, check=False)
             if r.returncode != 0:
-                who = "" if os.geteuid() == 0 else " (not running as root)"
-                return f"`ip {' '.join(args)}` failed{who}: {r.stderr.strip()}"
+                who = "" if os.geteuid() == 0 else ", not running as root"
+                return f"cannot {what} (needs CAP_SYS_ADMIN+CAP_NET_ADMIN{who}): {r.stderr.strip()}"
     except (OSError, subprocess.SubprocessError) as e:
         return f"cannot run `ip`: {e}"
     finally:
@@ -357,8 +358,11 @@ def run_oneflow_launch(
                     script, *script_args,
                 ]  # fmt: skip
                 procs.append(host.popen(argv, env=env, cwd=cwd, stdout=out, stderr=err))
-            while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-                if failed_at is None and any(p.returncode for p in procs):
+            while time.monotonic() < deadline:
+                codes = [p.poll() for p in procs]  # poll all: any() would stop early
+                if None not in codes:
+                    break
+                if failed_at is None and any(codes):
                     failed_at = time.monotonic()
                 if failed_at is not None and time.monotonic() > failed_at + failure_grace:
                     break  # a node failed; its peers would wait forever

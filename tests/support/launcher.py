@@ -1,0 +1,94 @@
+"""Run programs under OneFlow's launcher with bounded time and a private port.
+
+Each launcher start costs seconds, so tests group many checks into one launch and
+parse the JSON lines the ranks print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# Lines OneFlow prints on every CPU-only start; they would drown real failures.
+_NOISE = ("libibverbs", "CUDA driver version", "OMP_NUM_THREADS", "*****", "rpc_client.cpp")
+
+
+@dataclass
+class Launch:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def records(self) -> list[dict]:
+        """The JSON objects the ranks printed; ranks share stdout, so lines may run together."""
+        decoder = json.JSONDecoder()
+        found, start = [], self.stdout.find('{"rank"')
+        while start != -1:
+            record, end = decoder.raw_decode(self.stdout, start)
+            found.append(record)
+            start = self.stdout.find('{"rank"', end)
+        return found
+
+    def explain(self) -> str:
+        return (
+            f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{_quiet(self.stderr)}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch(
+    nproc: int,
+    program: list[str],
+    *,
+    pythonpath: list[Path],
+    cwd: Path,
+    timeout: float = 300,
+) -> Launch:
+    """`python -m oneflow.distributed.launch --nproc_per_node nproc <program>` on loopback."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    command = [
+        sys.executable,
+        "-m",
+        "oneflow.distributed.launch",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *program,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"launch of {program} timed out after {timeout}s\n{stdout}\n{_quiet(stderr)}"
+        ) from None
+    return Launch(process.returncode, stdout, stderr)
+
+
+def _quiet(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not any(n in line for n in _NOISE))

@@ -1,0 +1,65 @@
+"""The compiler's stages import each other in one direction only.
+
+source -> spec -> lower/plan -> render -> emit; `plan` knows nothing of the spec or of
+jinja2, and templates hold no arithmetic.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from tests.support.paths import REPO
+
+SPECC = REPO / "specc"
+# What each module may import from specc (besides the leaf modules below).
+ALLOWED = {
+    "source": set(),
+    "spec": {"source", "names"},
+    "plan": set(),
+    "lower": {"source", "spec", "plan", "names"},
+    "render": {"plan"},
+    "emit": set(),
+    "schema": {"spec"},
+}
+LEAVES = {"diagnostics", "codes", "__init__"}
+
+
+def specc_imports(path):
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("specc"):
+            parts = node.module.split(".")
+            if len(parts) == 1:
+                found |= {alias.name for alias in node.names}
+            else:
+                found.add(parts[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("specc.")}
+    return found - LEAVES - {"__version__"}
+
+
+def test_imports_flow_one_way():
+    for stage, allowed in ALLOWED.items():
+        paths = [SPECC / f"{stage}.py"] if (SPECC / f"{stage}.py").exists() else []
+        paths += list((SPECC / stage).glob("*.py")) if (SPECC / stage).is_dir() else []
+        assert paths, stage
+        for path in paths:
+            extra = specc_imports(path) - allowed - {stage}
+            assert not extra, f"{path.relative_to(REPO)} imports {sorted(extra)}"
+
+
+def test_plan_and_render_do_not_touch_pydantic_or_yaml():
+    for name in ("plan.py", "render.py", "emit.py"):
+        text = (SPECC / name).read_text()
+        assert "pydantic" not in text and "import yaml" not in text, name
+
+
+def test_templates_do_no_arithmetic():
+    for template in (REPO / "templates").rglob("*.jinja"):
+        for expression in re.findall(r"{{(.*?)}}|{%(.*?)%}", template.read_text()):
+            text = "".join(expression)
+            assert not re.search(r"\s[-+*/%]\s|\|\s*(length|sum|round|int)\b", text), (
+                f"{template.name}: {text.strip()}"
+            )
