@@ -6,6 +6,7 @@ to show them; none of them prints or exits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,8 @@ class Result:
     package_dir: Path | None = None
 
 
-def check(path: str) -> Result:
-    """Read, validate and lower the spec at `path`."""
+def check(path: str, overrides: Sequence[str] = ()) -> Result:
+    """Read, validate and lower the spec at `path`, with `--set name=value` overrides."""
     result = Result(path)
     result.text = source.read_text(path, result.diagnostics)
     if result.text is None:
@@ -36,21 +37,23 @@ def check(path: str) -> Result:
     result.document = source.parse_spec_text(result.text, path, result.diagnostics)
     if result.document is None:
         return result
-    parsed = spec.parse(result.document, result.diagnostics)
-    if parsed is None:
-        return result
-    plan = lower.lower(parsed, result.document, result.diagnostics)
-    result.plan = None if result.diagnostics.has_errors else plan
+    parsed, origins = spec.parse(result.document, result.diagnostics, overrides)
+    if parsed is not None:
+        plan = lower.lower(parsed, result.document, result.diagnostics)
+        result.plan = None if result.diagnostics.has_errors else plan
+    result.diagnostics.annotate(origins)
     return result
 
 
-def build(path: str, out_dir: Path, *, force: bool = False) -> Result:
+def build(
+    path: str, out_dir: Path, *, force: bool = False, overrides: Sequence[str] = ()
+) -> Result:
     """Check the spec and, if it is valid, write its package into `out_dir`.
 
     Raises:
         emit.OutputError: the package cannot be written there (nothing is changed).
     """
-    result = check(path)
+    result = check(path, overrides)
     if result.plan is None:
         return result
     files = render.render(result.plan)

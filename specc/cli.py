@@ -54,17 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--force", action="store_true", help="replace a directory specc did not write"
     )
+    _override_option(build)
     _diagnostic_options(build)
     build.set_defaults(run=_build)
 
     validate = commands.add_parser("validate", help="check specs; print every problem found")
     validate.add_argument("specs", nargs="+", help="spec files")
+    _override_option(validate)
     _diagnostic_options(validate)
     validate.set_defaults(run=_validate)
 
     plan = commands.add_parser("plan", help="print the lowered plan of a spec")
     plan.add_argument("spec", help="the spec file")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _override_option(plan)
     _diagnostic_options(plan)
     plan.set_defaults(run=_plan)
 
@@ -79,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     codes_cmd = commands.add_parser("codes", help="list the diagnostic codes")
     codes_cmd.set_defaults(run=lambda _: print(codes.markdown_table(), end="") or OK)
     return parser
+
+
+def _override_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="overrides",
+        help="override a size from the spec's `sizes:` (repeatable)",
+    )
 
 
 def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +110,12 @@ def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
 
 def _build(arguments: argparse.Namespace) -> int:
     try:
-        result = api.build(arguments.spec, Path(arguments.out), force=arguments.force)
+        result = api.build(
+            arguments.spec,
+            Path(arguments.out),
+            force=arguments.force,
+            overrides=arguments.overrides,
+        )
     except OutputError as error:
         print(f"specc: error: {error}", file=sys.stderr)
         return INVALID
@@ -107,12 +126,12 @@ def _build(arguments: argparse.Namespace) -> int:
 
 
 def _validate(arguments: argparse.Namespace) -> int:
-    results = [api.check(path) for path in arguments.specs]
+    results = [api.check(path, arguments.overrides) for path in arguments.specs]
     return _show(results, arguments)
 
 
 def _plan(arguments: argparse.Namespace) -> int:
-    result = api.check(arguments.spec)
+    result = api.check(arguments.spec, arguments.overrides)
     status = _show([result], arguments)
     if result.plan is not None:
         print(result.plan.to_json() if arguments.json else result.plan.to_text(), end="")

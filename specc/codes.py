@@ -38,6 +38,8 @@ _TABLE = [
     Code("E207", "invalid name", "`my-model` is not a valid package name; try `my_model`"),
     Code("E208", "duplicate name", "layer name `fc` is used twice (first at 9:11)"),
     Code("E209", "list too short or too long", "`layers` must hold at least 1 item"),
+    Code("E210", "bad --set override", "--set hiddn=64: the spec has no size `hiddn`"),
+    Code("E211", "unresolvable size reference", "cannot resolve `${hiden}`: no size named `hiden`"),
     # E3xx: the parallel plan.
     Code("E300", "world size does not match the mesh", "world_size 8 != data 2 x tensor 2"),
     Code("E301", "split dimension not divisible", "out_features 1000 is not divisible by tensor 3"),
@@ -45,9 +47,22 @@ _TABLE = [
     Code("E303", "input size does not match", "in_features 512 != previous output 1024"),
     Code("E304", "normalized size does not match", "layernorm features 512 != input 1024"),
     Code("E305", "feature not supported yet", "pipeline 2 is not supported by this version"),
+    Code("E306", "input of the wrong kind", "embedding reads int64 [batch, seq], found float32"),
+    Code("E307", "residual or repeat changes the shape", "residual adds [8, 16] to [8, 32]"),
+    Code(
+        "E308",
+        "reference to an unknown input or layer",
+        "attention reads input `mask`, not declared",
+    ),
+    Code("E309", "tied weights of different shapes", "lm_head tied to a [100, 64] table, input 32"),
+    Code("E310", "position out of range", "sequence of 2048 positions, max_positions 1024"),
+    Code("E311", "images do not fit the patch embedding", "image_size 224 not divisible by 14"),
+    Code("E312", "hidden size not divisible by heads", "hidden size 770 not divisible by heads 12"),
+    Code("E313", "layer in a place it cannot be", "repeat inside another repeat"),
     # W5xx: warnings; they fail only under --strict.
     Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
     Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),
+    Code("W502", "input never used", "input `types` is never used by a layer"),
 ]
 
 CODES: dict[str, Code] = {code.name: code for code in _TABLE}

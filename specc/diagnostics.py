@@ -7,6 +7,7 @@ they look (see `report.py`) and what exit code they mean.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -76,6 +77,15 @@ class Diagnostics:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity is Severity.WARNING]
+
+    def annotate(self, notes: dict[Span, str]) -> None:
+        """Say where a value came from (an override) in every diagnostic located on it."""
+        self.items = [
+            dataclasses.replace(d, message=f"{d.message} ({notes[d.span]})")
+            if d.span in notes
+            else d
+            for d in self.items
+        ]
 
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.items, key=lambda d: d.sort_key)

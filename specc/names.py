@@ -71,6 +71,11 @@ def suggest_identifier(text: str, *, package: bool = False) -> str:
     return snake
 
 
+def class_name(identifier: str) -> str:
+    """The PascalCase class name of an accepted snake_case identifier: `blocks` -> `Blocks`."""
+    return "".join(part[:1].upper() + part[1:] for part in identifier.split("_"))
+
+
 def default_layer_name(kind: str, index: int) -> str:
     """The attribute name of an unnamed layer: its kind and its position in the spec."""
     return f"{kind}_{index}"

@@ -1,13 +1,16 @@
 """Stage 3's output: the plan, a frozen and complete description of the generated model.
 
 The plan is the contract between lowering and rendering. It holds every number and
-every string the templates print (identifiers, SBP spellings, constructor arguments),
-so templates never compute. It imports nothing from `specc.spec` or jinja2 and can be
-dumped to JSON (`specc plan --format json`) and to text (`specc plan`).
+every string the templates print (identifiers, SBP spellings, constructor and call
+arguments), so templates never compute. It imports nothing from `specc.spec` or
+jinja2 and can be dumped to JSON (`specc plan --json`) and to text (`specc plan`).
 
 SBP tuples are written per mesh axis, `("S(0)", "B")` on a (data, tensor) mesh, and
 already collapsed the way LiBai's `get_nd_sbp` does: an axis of size 1 is dropped, and
 a mesh with no axis left is 1D with `("B",)`.
+
+The model is a tree of module classes: `Model` and one class per `repeat` body. Each
+holds a flat list of steps; a residual is a pair of steps around its body.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+
+from specc.codeformat import import_lines
 
 Sbp = tuple[str, ...]
 Shape = tuple[int, ...]
@@ -68,9 +73,8 @@ class SbpConstant:
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    name: str
+    name: str  # dotted path inside its layer, e.g. "query.weight"
     layout: Layout
-    sbp_constant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,25 +84,29 @@ class InputTensor:
     layout: Layout
     sbp_constant: str
     source: str
-    randn_arguments: tuple[str, ...]  # how random_inputs() makes a sample of it
-    fits_one_line: bool
+    high: int | None  # exclusive upper bound of sampled integers, for int64 inputs
+    sample: tuple[str, ...]  # the lines random_inputs() makes it with
 
 
 @dataclass(frozen=True, slots=True)
 class LayerStep:
-    """One layer of the forward pass and the module that implements it."""
+    """One layer of a forward pass and the module that implements it."""
 
     step: ClassVar[str] = "layer"
     name: str
     kind: str
     module: str  # class name in the generated layers.py, or an `nn.` class
     arguments: tuple[str, ...]  # rendered constructor arguments, in order
+    attributes: dict[str, Any]  # the layer's settings, for the plan's readers (and twins)
     params: tuple[Param, ...]
     input: Layout
     output: Layout
     source: str  # "spec.yaml:12", for the comment beside the line that builds it
     sbp_comment: str  # the SBP algebra of the layer, e.g. "(S(0), B) -> (S(0), S(1))"
-    fits_one_line: bool  # whether its construction fits one line of generated code
+    reads: str  # the variable it is applied to
+    call_arguments: tuple[str, ...]  # what forward passes besides `reads`
+    construct: tuple[str, ...]  # the lines of __init__ that build it
+    call: tuple[str, ...]  # the lines of forward that apply it
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +119,59 @@ class Relayout:
     after: Layout
     sbp_constant: str
     reason: str
+    reads: str
 
 
-Step = LayerStep | Relayout
+@dataclass(frozen=True, slots=True)
+class ResidualBegin:
+    step: ClassVar[str] = "residual_begin"
+    variable: str  # holds the residual's input
+    reads: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResidualEnd:
+    step: ClassVar[str] = "residual_end"
+    variable: str
+    output: Layout
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatStep:
+    """`times` instances of a generated module class, applied in turn."""
+
+    step: ClassVar[str] = "repeat"
+    kind: ClassVar[str] = "repeat"
+    name: str
+    times: int
+    module: str  # the generated class of one repetition
+    reads: str
+    call_arguments: tuple[str, ...]
+    output: Layout
+    source: str
+    construct: tuple[str, ...]  # the lines of __init__ that build the ModuleList
+    call: tuple[str, ...]  # the lines of forward that loop over it
+
+
+Step = LayerStep | Relayout | ResidualBegin | ResidualEnd | RepeatStep
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleClass:
+    """A generated nn.Module: `Model`, or one repetition of a `repeat`."""
+
+    name: str
+    doc: str
+    is_model: bool  # the top-level Model (checks the world size) or a repeat body
+    forward_parameters: tuple[str, ...]  # after self
+    signature: tuple[str, ...]  # the lines of `def forward(...)`
+    steps: tuple[Step, ...]
+    returns: str
+
+    @property
+    def layers(self) -> tuple[LayerStep, ...]:
+        return tuple(s for s in self.steps if isinstance(s, LayerStep))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +181,13 @@ class LayerClass:
     name: str
     template: str
     sbp_constants: tuple[str, ...]
+    uses_math: bool  # whether its code needs `import math`
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    kind: str
+    labels: InputTensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,28 +204,34 @@ class Plan:
     specc_version: str
     mesh: Mesh
     inputs: tuple[InputTensor, ...]
-    steps: tuple[Step, ...]
+    classes: tuple[ModuleClass, ...]  # repeat bodies first, Model last
     output: Layout
+    loss: Loss | None
     sbp_constants: tuple[SbpConstant, ...]
     layer_classes: tuple[LayerClass, ...]
     parameter_count: int
     launch: Launch
+    sizes: dict[str, int]
 
     @property
-    def layers(self) -> tuple[LayerStep, ...]:
-        return tuple(s for s in self.steps if isinstance(s, LayerStep))
+    def model(self) -> ModuleClass:
+        return self.classes[-1]
 
     @property
     def model_imports(self) -> tuple[str, ...]:
-        """Names model.py imports from parallel.py."""
-        names = {"PLACEMENT", "check_world_size"} | {i.sbp_constant for i in self.inputs}
-        names |= {s.sbp_constant for s in self.steps if isinstance(s, Relayout)}
-        return tuple(sorted(names))
-
-    @property
-    def model_classes(self) -> tuple[str, ...]:
-        """Layer classes model.py builds (base classes stay in layers.py)."""
-        return tuple(sorted({s.module for s in self.layers if not s.module.startswith("nn.")}))
+        """The lines by which model.py imports from layers.py and parallel.py."""
+        layers = {
+            s.module for c in self.classes for s in c.layers if not s.module.startswith("nn.")
+        }
+        if self.loss is not None:
+            layers.add("cross_entropy")
+        parallel = {"PLACEMENT", "check_world_size"} | {i.sbp_constant for i in self.inputs}
+        if self.loss is not None:
+            parallel.add(self.loss.labels.sbp_constant)
+        for cls in self.classes:
+            parallel |= {s.sbp_constant for s in cls.steps if isinstance(s, Relayout)}
+        lines = import_lines(".layers", sorted(layers)) if layers else ()
+        return (*lines, *import_lines(".parallel", sorted(parallel)))
 
     @property
     def inputs_tuple(self) -> str:
@@ -169,15 +240,21 @@ class Plan:
         return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
 
     @property
+    def layers_use_math(self) -> bool:
+        return any(c.uses_math for c in self.layer_classes)
+
+    @property
     def layers_imports(self) -> tuple[str, ...]:
-        """Names layers.py imports from parallel.py."""
-        return tuple(sorted({c for cls in self.layer_classes for c in cls.sbp_constants}))
+        """The lines by which layers.py imports from parallel.py."""
+        names = sorted({c for cls in self.layer_classes for c in cls.sbp_constants})
+        return import_lines(".parallel", names) if names else ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["mesh"]["world_size"] = self.mesh.world_size
-        for step, source in zip(data["steps"], self.steps, strict=True):
-            step["step"] = source.step
+        for cls, source in zip(data["classes"], self.classes, strict=True):
+            for step, original in zip(cls["steps"], source.steps, strict=True):
+                step["step"] = original.step
         return data
 
     def to_json(self) -> str:
@@ -195,20 +272,39 @@ class Plan:
             f"SBP axes ({', '.join(mesh.axes) or 'none'})",
         ]
         lines += [f"  stage {s.index}: ranks {_ranks_text(s.ranks)}" for s in mesh.stages]
+        if self.sizes:
+            lines.append("sizes: " + ", ".join(f"{k}={v}" for k, v in self.sizes.items()))
         lines.append("inputs:")
         lines += [f"  {i.name}: {_layout_text(i.layout)} {i.dtype}" for i in self.inputs]
-        lines.append("steps:")
-        for step in self.steps:
-            if isinstance(step, LayerStep):
-                lines.append(f"  {step.name} ({step.kind}, {step.module}) at {step.source}")
-                lines += [f"    {p.name:<7}{_layout_text(p.layout)}" for p in step.params]
-                lines.append(f"    {'output':<7}{_layout_text(step.output)}")
-            else:
-                lines.append(f"  {step.kind}: {step.reason}")
-                lines.append(f"    {'output':<7}{_layout_text(step.after)}")
+        for cls in reversed(self.classes):
+            lines.append(f"{cls.name}:")
+            lines += _steps_text(cls.steps)
         lines.append(f"output: {_layout_text(self.output)}")
+        if self.loss is not None:
+            lines.append(f"loss: {self.loss.kind}, labels {_layout_text(self.loss.labels.layout)}")
         lines.append(f"parameters: {self.parameter_count:,}")
         return "\n".join(lines) + "\n"
+
+
+def _steps_text(steps: tuple[Step, ...]) -> list[str]:
+    lines = []
+    for step in steps:
+        if isinstance(step, LayerStep):
+            lines.append(f"  {step.name} ({step.kind}, {step.module}) at {step.source}")
+            width = max([len(p.name) for p in step.params] + [6]) + 1
+            lines += [f"    {p.name:<{width}}{_layout_text(p.layout)}" for p in step.params]
+            lines.append(f"    {'output':<{width}}{_layout_text(step.output)}")
+        elif isinstance(step, Relayout):
+            lines.append(f"  {step.kind}: {step.reason}")
+            lines.append(f"    output {_layout_text(step.after)}")
+        elif isinstance(step, ResidualBegin):
+            lines.append(f"  residual {step.variable} = input (at {step.source})")
+        elif isinstance(step, ResidualEnd):
+            lines.append(f"  add {step.variable}: output {_layout_text(step.output)}")
+        else:
+            lines.append(f"  {step.name}: {step.times} x {step.module} at {step.source}")
+            lines.append(f"    output {_layout_text(step.output)}")
+    return lines
 
 
 def _shape_text(shape: Shape) -> str:

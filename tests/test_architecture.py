@@ -22,7 +22,7 @@ ALLOWED = {
     "emit": set(),
     "schema": {"spec"},
 }
-LEAVES = {"diagnostics", "codes", "__init__"}
+LEAVES = {"diagnostics", "codes", "codeformat", "__init__"}
 
 
 def specc_imports(path):

@@ -12,7 +12,9 @@ from tests.support.paths import REPO, SPECS
 def test_wheel_ships_templates_and_builds_without_the_checkout(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), "."],
-        cwd=REPO, check=True, capture_output=True,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("specc-*.whl")
     unpacked = tmp_path / "site"
@@ -23,8 +25,11 @@ def test_wheel_ships_templates_and_builds_without_the_checkout(tmp_path):
     assert "specc/templates/layers/column_parallel_linear.py.jinja" in names
     result = subprocess.run(
         [sys.executable, "-m", "specc", "build", str(SPECS / "huge_fc.yaml"), "-o", "out"],
-        cwd=tmp_path, env={"PYTHONPATH": str(unpacked), "PATH": ""}, capture_output=True,
-        text=True, check=False,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(unpacked), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "huge_fc" / "model.py").is_file()

@@ -6,45 +6,77 @@ plan is sound is the lowering stage's question.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from pydantic import ValidationError
 
 from specc import names
-from specc.diagnostics import Diagnostics
-from specc.source import Document
+from specc.diagnostics import Diagnostics, Span
+from specc.source import Document, YamlPath
 from specc.spec.errors import report_validation_error
 from specc.spec.models import (
     FORMAT_VERSION,
+    MLP,
     Activation,
+    Attention,
     Dropout,
+    Embedding,
     Input,
     Layer,
     LayerNorm,
     Linear,
+    LMHead,
+    Loss,
     Parallel,
+    PatchEmbedding,
+    PositionEmbedding,
+    Repeat,
+    Residual,
+    RMSNorm,
+    SelectToken,
     Spec,
+    TokenTypeEmbedding,
 )
+from specc.spec.sizes import resolve
 
 __all__ = [
     "FORMAT_VERSION",
+    "MLP",
     "Activation",
+    "Attention",
     "Dropout",
+    "Embedding",
     "Input",
+    "LMHead",
     "Layer",
     "LayerNorm",
+    "LayerRef",
     "Linear",
+    "Loss",
     "Parallel",
+    "PatchEmbedding",
+    "PositionEmbedding",
+    "RMSNorm",
+    "Repeat",
+    "Residual",
+    "SelectToken",
     "Spec",
-    "layer_names",
+    "TokenTypeEmbedding",
     "parse",
+    "walk_layers",
 ]
 
 
-def parse(document: Document, diagnostics: Diagnostics) -> Spec | None:
+def parse(
+    document: Document, diagnostics: Diagnostics, overrides: Sequence[str] = ()
+) -> tuple[Spec | None, dict[Span, str]]:
     """Validate `document`, reporting every problem found.
 
     Returns the spec whenever its structure is valid, even if a name is not, so the
     plan can still be checked and all errors reported together; callers must not
-    generate code while `diagnostics` has errors.
+    generate code while `diagnostics` has errors. Also returns the spans whose value
+    came from an `overrides` entry (`--set name=value`), with a note naming it.
     """
     if not isinstance(document.data, dict):
         found = "a list" if isinstance(document.data, list) else f"{document.data!r}"
@@ -54,29 +86,49 @@ def parse(document: Document, diagnostics: Diagnostics) -> Spec | None:
             document.span(()),
             help="start the file with `specc: 1` and `name: ...` at the left margin",
         )
-        return None
+        return None, {}
+    document, origins = resolve(document, overrides, diagnostics)
     try:
         spec = Spec.model_validate(document.data)
     except ValidationError as error:
         report_validation_error(error, Spec, document, diagnostics)
-        return None
+        return None, origins
     _check_names(spec, document, diagnostics)
-    if len(spec.inputs) > 1:
-        diagnostics.error(
-            "E305",
-            f"the model has {len(spec.inputs)} inputs; layers in format version 1 take one",
-            document.span(("inputs", 1)),
-            help="keep the input the first layer consumes",
-        )
-    return spec
+    return spec, origins
 
 
-def layer_names(spec: Spec) -> list[str]:
-    """The attribute name of every layer, given or defaulted, in spec order."""
-    return [
-        layer.name or names.default_layer_name(layer.kind, index)
-        for index, layer in enumerate(spec.layers)
-    ]
+@dataclass(frozen=True)
+class LayerRef:
+    """A layer anywhere in the spec, with the attribute name generated code gives it.
+
+    `scope` is the path of the layer list whose module class holds the attribute: the
+    top level, or a `repeat` body. Residual bodies are inlined into their enclosing
+    scope, so their layers' default names carry the residual's name as a prefix.
+    """
+
+    path: YamlPath
+    layer: Layer
+    name: str
+    written: bool
+    scope: YamlPath
+
+
+def walk_layers(spec: Spec) -> list[LayerRef]:
+    """Every layer, depth first in spec order."""
+    found: list[LayerRef] = []
+
+    def visit(layers: list[Layer], path: YamlPath, scope: YamlPath, prefix: str) -> None:
+        for index, layer in enumerate(layers):
+            here = (*path, index)
+            name = layer.name or prefix + names.default_layer_name(layer.kind, index)
+            found.append(LayerRef(here, layer, name, layer.name is not None, scope))
+            if isinstance(layer, Residual):
+                visit(layer.layers, (*here, "layers"), scope, f"{name}_")
+            elif isinstance(layer, Repeat):
+                visit(layer.layers, (*here, "layers"), (*here, "layers"), "")
+
+    visit(spec.layers, ("layers",), ("layers",), "")
+    return found
 
 
 def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> None:
@@ -88,13 +140,11 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
             document.span(("name",)),
             help=f"try `{names.suggest_identifier(spec.name, package=True)}`",
         )
-    seen: dict[str, tuple[str | int, ...]] = {}
-    named = [(("inputs", i, "name"), item.name, True) for i, item in enumerate(spec.inputs)]
-    named += [
-        (("layers", i, "name"), name, spec.layers[i].name is not None)
-        for i, name in enumerate(layer_names(spec))
-    ]
-    for path, name, written in named:
+    seen: dict[tuple[YamlPath, str], YamlPath] = {}
+    top: YamlPath = ("layers",)
+    named = [(("inputs", i, "name"), item.name, True, top) for i, item in enumerate(spec.inputs)]
+    named += [((*r.path, "name"), r.name, r.written, r.scope) for r in walk_layers(spec)]
+    for path, name, written, scope in named:
         if written and (problem := names.identifier_problem(name)):
             diagnostics.error(
                 "E207",
@@ -103,12 +153,12 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 help=f"try `{names.suggest_identifier(name)}`",
             )
             continue
-        if name in seen:
-            first = document.span(seen[name])
+        if (scope, name) in seen:
+            first = document.span(seen[scope, name])
             diagnostics.error(
                 "E208",
                 f"name `{name}` is used twice (first at {first.line}:{first.column})",
                 document.span(path if written else path[:-1]),
                 help="give each input and layer its own `name`",
             )
-        seen.setdefault(name, path if written else path[:-1])
+        seen.setdefault((scope, name), path if written else path[:-1])

@@ -113,12 +113,11 @@ def _report_one(
     elif kind in _RANGE_WORDS:
         bound = _RANGE_WORDS[kind].format(**ctx)
         out.error("E204", f"{where} must be {bound}, found {found}", document.span(path))
-    elif kind == "too_short":
-        out.error(
-            "E209",
-            f"{where} must hold at least {ctx.get('min_length', 1)} item",
-            document.span(path),
-        )
+    elif kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        limit = "at least" if kind == "too_short" else "at most"
+        items = "item" if bound == 1 else "items"
+        out.error("E209", f"{where} must hold {limit} {bound} {items}", document.span(path))
     elif kind in _TYPE_WORDS:
         out.error(
             "E202",
@@ -131,6 +130,11 @@ def _report_one(
 
 
 def _type_help(kind: str, value: Any) -> str | None:
+    if kind[:3] in ("int", "flo") and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value):
+        return (
+            f"YAML reads `{value}` as text; write the mantissa with a dot and the exponent "
+            f"with a sign, e.g. 1.0e-5"
+        )
     if kind[:3] in ("int", "flo") and isinstance(value, str) and _is_number(value):
         return f"write the number without quotes: {value.strip()}"
     if kind.startswith("int") and isinstance(value, float) and value.is_integer():
@@ -138,6 +142,9 @@ def _type_help(kind: str, value: Any) -> str | None:
     if kind.startswith("int") and isinstance(value, bool):
         return "sizes are whole numbers, not true/false"
     return None
+
+
+_YAML11_EXPONENT = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
 
 
 def _is_number(text: str) -> bool:

@@ -4,8 +4,8 @@ Usage: parity.py PACKAGE=PLAN_JSON ...
 
 For each package: build `Model()`, check that every parameter and the output have the
 SBP and local shape the plan promised, run forward and backward on the package's
-random inputs, and compare the output and every gradient with a twin made of plain
-local OneFlow ops, driven by the plan and holding the same (gathered) weights. Then
+random inputs, and compare the output, the loss and every gradient with a twin: plain
+local OneFlow ops, interpreting the plan, holding the same (gathered) weights. Then
 take three SGD steps on both and compare the losses. Each rank prints one JSON line
 per package; the test reads them.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 
 import numpy as np
@@ -22,6 +23,13 @@ import oneflow.nn.functional as F
 
 RTOL, ATOL = 1e-4, 1e-5
 STEPS, LR = 3, 0.1
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "tanh": flow.tanh,
+    "sigmoid": flow.sigmoid,
+}
 
 
 def whole(tensor: flow.Tensor) -> np.ndarray:
@@ -40,53 +48,122 @@ def sbp_text(sbp: tuple) -> list[str]:
     return names
 
 
-def loss_of(out: flow.Tensor, probe: flow.Tensor) -> flow.Tensor:
-    """A loss no layer is invariant to (a layernorm makes plain sums constant)."""
-    return (out * probe).sum() + (out * out).mean()
+class Twin:
+    """The model as one device computes it: the plan's steps on local tensors."""
 
+    def __init__(self, plan: dict, params: dict[str, flow.Tensor]) -> None:
+        self.classes = {c["name"]: c for c in plan["classes"]}
+        self.params = params
 
-def probe_like(out: flow.Tensor) -> tuple[flow.Tensor, flow.Tensor]:
-    """A fixed, position-dependent weighting of the output: global (on out's layout) and local."""
-    values = np.cos(np.arange(int(np.prod(out.shape)), dtype=np.float32)).reshape(tuple(out.shape))
-    local = flow.tensor(values)
-    broadcast = [flow.sbp.broadcast] * len(out.sbp)
-    glob = local.to_global(placement=out.placement, sbp=broadcast).to_global(sbp=out.sbp)
-    return glob, local
+    def __call__(self, inputs: dict[str, flow.Tensor]) -> flow.Tensor:
+        return self.run("Model", "", dict(inputs), inputs)
 
+    def run(self, name: str, prefix: str, variables: dict, inputs: dict) -> flow.Tensor:
+        cls = self.classes[name]
+        for step in cls["steps"]:
+            kind = step["step"]
+            if kind == "relayout":
+                variables["hidden"] = variables[step["reads"]]
+            elif kind == "residual_begin":
+                variables[step["variable"]] = variables[step["reads"]]
+            elif kind == "residual_end":
+                variables["hidden"] = variables[step["variable"]] + variables["hidden"]
+            elif kind == "repeat":
+                hidden = variables[step["reads"]]
+                for index in range(step["times"]):
+                    scope = {"hidden": hidden, **inputs}
+                    hidden = self.run(
+                        step["module"], f"{prefix}{step['name']}.{index}.", scope, inputs
+                    )
+                variables["hidden"] = hidden
+            else:
+                hidden = variables[step["reads"]]
+                variables["hidden"] = self.layer(step, prefix + step["name"], hidden, inputs)
+        return variables[cls["returns"]]
 
-def twin_forward(plan: dict, params: dict[str, flow.Tensor], hidden: flow.Tensor) -> flow.Tensor:
-    """The model as a single device computes it, with nothing distributed."""
-    for step in plan["steps"]:
-        if step["step"] == "relayout":
-            continue
-        kind, name = step["kind"], step["name"]
-        options = dict(a.split("=") for a in step["arguments"] if "=" in a)
+    def layer(self, step: dict, name: str, x: flow.Tensor, inputs: dict) -> flow.Tensor:
+        p = {k[len(name) + 1 :]: v for k, v in self.params.items() if k.startswith(name + ".")}
+        kind, attributes = step["kind"], step["attributes"]
         if kind == "linear":
-            hidden = F.linear(hidden, params[f"{name}.weight"], params.get(f"{name}.bias"))
-        elif kind == "layernorm":
-            weight, bias = params.get(f"{name}.weight"), params.get(f"{name}.bias")
-            hidden = F.layer_norm(hidden, (hidden.shape[-1],), weight, bias, float(options["eps"]))
-        elif kind == "dropout":
-            pass  # both models run in eval mode
-        else:
-            hidden = {
-                "gelu": F.gelu,
-                "relu": F.relu,
-                "silu": F.silu,
-                "tanh": flow.tanh,
-                "sigmoid": flow.sigmoid,
-            }[kind](hidden)
-    return hidden
+            return F.linear(x, p["weight"], p.get("bias"))
+        if kind == "layernorm":
+            return F.layer_norm(
+                x, (x.shape[-1],), p.get("weight"), p.get("bias"), attributes["eps"]
+            )
+        if kind == "rmsnorm":
+            return (
+                x * flow.rsqrt((x * x).mean(dim=-1, keepdim=True) + attributes["eps"]) * p["weight"]
+            )
+        if kind == "dropout":
+            return x  # both models run in eval mode
+        if kind in ACTIVATIONS:
+            return ACTIVATIONS[kind](x)
+        if kind == "embedding":
+            return p["weight"][x]
+        if kind == "position_embedding":
+            return x + p["weight"][: x.shape[1]]
+        if kind == "token_type_embedding":
+            return x + p["weight"][inputs[step["call_arguments"][0]]]
+        if kind == "patch_embedding":
+            patches = F.conv2d(x, p["weight"], p["bias"], stride=attributes["patch_size"])
+            patches = patches.flatten(2).transpose(1, 2)
+            if not attributes["class_token"]:
+                return patches
+            return flow.cat([p["class_token"].expand(x.shape[0], -1, -1), patches], dim=1)
+        if kind == "attention":
+            return self.attention(p, x, attributes, inputs)
+        if kind == "mlp":
+            hidden = F.linear(x, p["dense_h_to_4h.weight"], p["dense_h_to_4h.bias"])
+            hidden = ACTIVATIONS[attributes["activation"]](hidden)
+            return F.linear(hidden, p["dense_4h_to_h.weight"], p["dense_4h_to_h.bias"])
+        if kind == "select_token":
+            return x[:, attributes["index"]]
+        if kind == "lm_head":
+            table = self.params[attributes["tied_to"] + ".weight"][: attributes["vocab_size"]]
+            return flow.matmul(x, table, transpose_b=True)
+        raise AssertionError(f"the twin does not know layer kind {kind}")
+
+    def attention(self, p: dict, x: flow.Tensor, attributes: dict, inputs: dict) -> flow.Tensor:
+        batch, seq, hidden = x.shape
+        heads = attributes["heads"]
+        size = hidden // heads
+
+        def project(name: str) -> flow.Tensor:
+            y = F.linear(x, p[f"{name}.weight"], p[f"{name}.bias"])
+            return y.reshape(batch, seq, heads, size).permute(0, 2, 1, 3)
+
+        scores = flow.matmul(project("query"), project("key").transpose(2, 3)) / math.sqrt(size)
+        if attributes["causal"]:
+            future = flow.tensor(np.triu(np.ones((seq, seq), np.float32), 1))
+            scores = scores - 10000.0 * future
+        if attributes["mask"] is not None:
+            padding = 1.0 - inputs[attributes["mask"]].to(flow.float32).reshape(batch, 1, 1, seq)
+            scores = scores - 10000.0 * padding
+        context = flow.matmul(flow.softmax(scores, dim=-1), project("value"))
+        context = context.permute(0, 2, 1, 3).reshape(batch, seq, hidden)
+        return F.linear(context, p["dense.weight"], p["dense.bias"])
+
+
+def promised_params(plan: dict) -> dict[str, dict]:
+    classes = {c["name"]: c for c in plan["classes"]}
+    found: dict[str, dict] = {}
+
+    def visit(name: str, prefix: str) -> None:
+        for step in classes[name]["steps"]:
+            if step["step"] == "layer":
+                for param in step["params"]:
+                    found[f"{prefix}{step['name']}.{param['name']}"] = param["layout"]
+            elif step["step"] == "repeat":
+                for index in range(step["times"]):
+                    visit(step["module"], f"{prefix}{step['name']}.{index}.")
+
+    visit("Model", "")
+    return found
 
 
 def check_layouts(model, plan: dict, errors: list[str]) -> dict[str, flow.Tensor]:
     """Every parameter exists with the SBP and local shape the plan promised."""
-    promised = {
-        f"{step['name']}.{param['name']}": param["layout"]
-        for step in plan["steps"]
-        if step["step"] == "layer"
-        for param in step["params"]
-    }
+    promised = promised_params(plan)
     actual = dict(model.named_parameters())
     if sorted(promised) != sorted(actual):
         errors.append(f"parameters {sorted(actual)} != plan {sorted(promised)}")
@@ -101,23 +178,40 @@ def check_layouts(model, plan: dict, errors: list[str]) -> dict[str, flow.Tensor
     return actual
 
 
-def train(model, twin: dict, plan: dict, x, twin_x, probe, twin_probe) -> tuple[list, list]:
-    """STEPS steps of SGD on the model and on its twin; their losses."""
-    optimizer = flow.optim.SGD(model.parameters(), lr=LR)
-    twin_optimizer = flow.optim.SGD(list(twin.values()), lr=LR)
-    losses, twin_losses = [], []
-    for _ in range(STEPS):
-        optimizer.zero_grad()
-        twin_optimizer.zero_grad()
-        loss = loss_of(model(x), probe)
-        loss.backward()
-        optimizer.step()
-        twin_loss = loss_of(twin_forward(plan, twin, twin_x), twin_probe)
-        twin_loss.backward()
-        twin_optimizer.step()
-        losses.append(float(whole(loss)))
-        twin_losses.append(float(twin_loss.numpy()))
-    return losses, twin_losses
+class Objective:
+    """The model's own loss when the spec has one, else a fixed weighting of the output."""
+
+    def __init__(self, package, plan: dict, out: flow.Tensor) -> None:
+        self.plan = plan
+        if plan["loss"] is not None:
+            self.labels = package.random_labels(seed=2)
+            self.twin_labels = flow.tensor(whole(self.labels))
+            return
+        shape = tuple(out.shape)
+        values = np.cos(np.arange(int(np.prod(shape)), dtype=np.float32)).reshape(shape)
+        broadcast = [flow.sbp.broadcast] * len(out.sbp)
+        self.probe = flow.tensor(values).to_global(placement=out.placement, sbp=broadcast)
+        self.probe = self.probe.to_global(sbp=out.sbp)
+        self.twin_probe = flow.tensor(values)
+
+    def __call__(self, model, out: flow.Tensor) -> flow.Tensor:
+        if self.plan["loss"] is not None:
+            return model.loss(out, self.labels)
+        return (out * self.probe).sum() + (out * out).mean()
+
+    def twin(self, out: flow.Tensor) -> flow.Tensor:
+        if self.plan["loss"] is not None:
+            classes = out.shape[-1]
+            return flow.nn.CrossEntropyLoss()(
+                out.reshape(-1, classes), self.twin_labels.reshape(-1)
+            )
+        return (out * self.twin_probe).sum() + (out * out).mean()
+
+
+def comparable(out: flow.Tensor, twin_out: flow.Tensor) -> np.ndarray:
+    """The model's output cut to the twin's shape (padded vocabulary columns dropped)."""
+    got = whole(out)
+    return got[tuple(slice(0, n) for n in twin_out.shape)]
 
 
 def check(package_name: str, plan: dict) -> dict:
@@ -127,29 +221,35 @@ def check(package_name: str, plan: dict) -> dict:
     model.eval()
     actual = check_layouts(model, plan, errors)
 
-    (x,) = package.random_inputs(seed=1)
-    twin = {name: flow.tensor(whole(p), requires_grad=True) for name, p in actual.items()}
-    twin_x = flow.tensor(whole(x))
-    out = model(x)
-    twin_out = twin_forward(plan, twin, twin_x)
+    inputs = package.random_inputs(seed=1)
+    names = [item["name"] for item in plan["inputs"]]
+    twin_params = {name: flow.tensor(whole(p), requires_grad=True) for name, p in actual.items()}
+    twin = Twin(plan, twin_params)
+    twin_inputs = {name: flow.tensor(whole(x)) for name, x in zip(names, inputs, strict=True)}
+    out = model(*inputs)
+    twin_out = twin(twin_inputs)
     if sbp_text(out.sbp) != plan["output"]["sbp"]:
         errors.append(f"output sbp {sbp_text(out.sbp)} != plan {plan['output']['sbp']}")
     if list(out.to_local().shape) != plan["output"]["local_shape"]:
         errors.append(f"output local shape {list(out.to_local().shape)}")
-    diffs = {"output": float(np.abs(whole(out) - twin_out.numpy()).max())}
-    if not np.allclose(whole(out), twin_out.numpy(), rtol=RTOL, atol=ATOL):
+    diffs = {"output": float(np.abs(comparable(out, twin_out) - twin_out.numpy()).max())}
+    if not np.allclose(comparable(out, twin_out), twin_out.numpy(), rtol=RTOL, atol=ATOL):
         errors.append(f"output differs by {diffs['output']}")
 
-    probe, twin_probe = probe_like(out)
-    loss_of(out, probe).backward()
-    loss_of(twin_out, twin_probe).backward()
+    objective = Objective(package, plan, out)
+    loss, twin_loss = objective(model, out), objective.twin(twin_out)
+    diffs["loss"] = abs(float(whole(loss)) - float(twin_loss.numpy()))
+    if not np.allclose(float(whole(loss)), float(twin_loss.numpy()), rtol=RTOL, atol=ATOL):
+        errors.append(f"loss {float(whole(loss))} != twin {float(twin_loss.numpy())}")
+    loss.backward()
+    twin_loss.backward()
     for name, param in actual.items():
-        got, want = whole(param.grad), twin[name].grad.numpy()
+        got, want = whole(param.grad), twin_params[name].grad.numpy()
         diffs[f"grad {name}"] = float(np.abs(got - want).max())
         if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
             errors.append(f"gradient of {name} differs by {diffs[f'grad {name}']}")
 
-    losses, twin_losses = train(model, twin, plan, x, twin_x, probe, twin_probe)
+    losses, twin_losses = train(model, twin, twin_params, objective, inputs, twin_inputs)
     if not np.allclose(losses, twin_losses, rtol=RTOL, atol=ATOL):
         errors.append(f"SGD losses {losses} != twin {twin_losses}")
     return {
@@ -157,9 +257,29 @@ def check(package_name: str, plan: dict) -> dict:
         "package": package_name,
         "local_output_shape": list(out.to_local().shape),
         "max_diff": max(diffs.values()),
+        "worst": max(diffs, key=diffs.get),
         "losses": losses,
         "errors": errors,
     }
+
+
+def train(model, twin, twin_params, objective, inputs, twin_inputs) -> tuple[list, list]:
+    """STEPS steps of SGD on the model and on its twin; their losses."""
+    optimizer = flow.optim.SGD(model.parameters(), lr=LR)
+    twin_optimizer = flow.optim.SGD(list(twin_params.values()), lr=LR)
+    losses, twin_losses = [], []
+    for _ in range(STEPS):
+        optimizer.zero_grad()
+        twin_optimizer.zero_grad()
+        loss = objective(model, model(*inputs))
+        loss.backward()
+        optimizer.step()
+        twin_loss = objective.twin(twin(twin_inputs))
+        twin_loss.backward()
+        twin_optimizer.step()
+        losses.append(float(whole(loss)))
+        twin_losses.append(float(twin_loss.numpy()))
+    return losses, twin_losses
 
 
 def main() -> None:

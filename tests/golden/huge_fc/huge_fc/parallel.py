@@ -29,7 +29,7 @@ def stage_ranks(stage: int) -> list[int]:
 PLACEMENT = flow.placement(DEVICE, ranks=stage_ranks(0))
 
 ACTIVATION = (B,)  # activations: batch over data ranks
-COLUMN_SPLIT = (S(0),)  # col weight and bias: rows over tensor ranks
+COLUMN_SPLIT = (S(0),)  # col weights, vocabulary: rows over tensor ranks
 
 LAUNCH_COMMAND = "python -m oneflow.distributed.launch --nproc_per_node 2 -m huge_fc"
 # Machine counts that keep every tensor-parallel group on one machine.

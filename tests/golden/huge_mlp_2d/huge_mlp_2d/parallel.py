@@ -29,7 +29,7 @@ def stage_ranks(stage: int) -> list[list[int]]:
 PLACEMENT = flow.placement(DEVICE, ranks=stage_ranks(0))
 
 ACTIVATION = (S(0), B)  # activations: batch over data ranks
-COLUMN_SPLIT = (B, S(0))  # col weight and bias: rows over tensor ranks
+COLUMN_SPLIT = (B, S(0))  # col weights, vocabulary: rows over tensor ranks
 REPLICATED = (B, B)  # whole on every rank
 ROW_SPLIT = (B, S(1))  # row weight: columns over tensor ranks
 

@@ -29,8 +29,8 @@ def stage_ranks(stage: int) -> list[int]:
 PLACEMENT = flow.placement(DEVICE, ranks=stage_ranks(0))
 
 ACTIVATION = (B,)  # activations: batch over data ranks
-COLUMN_SPLIT = (S(0),)  # col weight and bias: rows over tensor ranks
-FEATURE_SPLIT = (S(1),)  # activations split on features
+COLUMN_SPLIT = (S(0),)  # col weights, vocabulary: rows over tensor ranks
+FEATURE_SPLIT = (S(1),)  # activations split on their last dimension
 REPLICATED = (B,)  # whole on every rank
 ROW_SPLIT = (S(1),)  # row weight: columns over tensor ranks
 

@@ -1,0 +1,37 @@
+"""Lay out generated calls the way `ruff format` would, so its check passes unchanged.
+
+Lowering decides the text of every call the templates print; this module only
+decides where its lines break: on one line when it fits, else the arguments on one
+indented line, else one argument per line with a trailing comma (which ruff keeps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LINE_LENGTH = 88  # ruff's default
+
+
+def call_lines(
+    indent: int, head: str, arguments: Sequence[str], tail: str = ")"
+) -> tuple[str, ...]:
+    """`head(arguments)` (head ends before the parenthesis) at `indent` spaces."""
+    pad, inner = " " * indent, " " * (indent + 4)
+    one = f"{pad}{head}({', '.join(arguments)}{tail}"
+    if len(one) <= LINE_LENGTH or not arguments:
+        return (one,)
+    hugged = f"{inner}{', '.join(arguments)}"
+    if len(hugged) <= LINE_LENGTH:
+        return (f"{pad}{head}(", hugged, f"{pad}{tail}")
+    return (f"{pad}{head}(", *(f"{inner}{a}," for a in arguments), f"{pad}{tail}")
+
+
+def import_lines(module: str, names: Sequence[str]) -> tuple[str, ...]:
+    """`from module import names`, sorted and wrapped as ruff's isort rules want them."""
+    ordered = sorted(
+        names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n.lower(), n)
+    )
+    one = f"from {module} import {', '.join(ordered)}"
+    if len(one) <= LINE_LENGTH:
+        return (one,)
+    return (f"from {module} import (", *(f"    {name}," for name in ordered), ")")

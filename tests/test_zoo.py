@@ -1,0 +1,163 @@
+"""The model zoo: GPT-2, BERT and ViT specs count right, resize with --set, and match a twin.
+
+Parameter counts are the published ones, computed once from the plan and once from the
+built OneFlow model. Tiny versions (2 layers, hidden 64, 4 heads) run under the launcher
+with (data, tensor) in {(1, 2), (2, 2)} against the single-process twin of
+tests/launch/parity.py: output (logits), loss, every gradient, and three SGD steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.cli import specc
+from tests.support.launcher import Launch, launch
+from tests.support.paths import REPO, SPECS
+
+ZOO = ["gpt2", "bert_base", "vit_base16"]
+COUNTS = {"gpt2": 124_439_808, "bert_base": 109_482_240, "vit_base16": 86_567_656}
+GPT2_PADDED = 124_475_904
+PARITY = REPO / "tests" / "launch" / "parity.py"
+TINY = {
+    "gpt2": [
+        "hidden=64",
+        "heads=4",
+        "layers=2",
+        "vocab=125",
+        "vocab_multiple=4",
+        "seq=16",
+        "positions=16",
+        "batch=4",
+    ],
+    "bert_base": [
+        "hidden=64",
+        "heads=4",
+        "ffn=256",
+        "layers=2",
+        "vocab=100",
+        "positions=16",
+        "seq=16",
+        "batch=4",
+    ],
+    "vit_base16": [
+        "image=32",
+        "patch=8",
+        "hidden=64",
+        "heads=4",
+        "ffn=256",
+        "layers=2",
+        "classes=10",
+        "batch=4",
+    ],
+}
+
+
+def overrides(pairs: list[str]) -> list[str]:
+    return [part for pair in pairs for part in ("--set", pair)]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_plan_counts_the_published_parameters(name):
+    run = specc("plan", "--json", str(SPECS / f"{name}.yaml"))
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["parameter_count"] == COUNTS[name]
+
+
+def test_gpt2_with_padded_vocabulary_counts_the_padding():
+    run = specc("plan", "--json", str(SPECS / "gpt2.yaml"), "--set", "vocab_multiple=128")
+    plan = json.loads(run.stdout)
+    assert plan["parameter_count"] == GPT2_PADDED
+    (embedding,) = [s for s in plan["classes"][-1]["steps"] if s.get("kind") == "embedding"]
+    assert embedding["attributes"] == {"vocab_size": 50257, "padded_vocab_size": 50304}
+
+
+def test_built_models_count_the_same(tmp_path):
+    pytest.importorskip("oneflow")
+    for name in ZOO:
+        assert specc("build", str(SPECS / f"{name}.yaml"), "-o", str(tmp_path)).code == 0
+    script = (
+        "import importlib, json\n"
+        f"for name in {ZOO!r}:\n"
+        "    model = importlib.import_module(name).Model()\n"
+        "    print(json.dumps({name: sum(p.numel() for p in model.parameters())}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counted = {k: v for line in result.stdout.splitlines() for k, v in json.loads(line).items()}
+    assert counted == COUNTS
+
+
+def test_layer_count_does_not_change_the_code_size(tmp_path):
+    sizes = []
+    for layers in (12, 96):
+        out = tmp_path / str(layers)
+        assert (
+            specc(
+                "build", str(SPECS / "gpt2.yaml"), "-o", str(out), "--set", f"layers={layers}"
+            ).code
+            == 0
+        )
+        text = (out / "gpt2" / "model.py").read_text()
+        assert f"for _ in range({layers})" in text
+        sizes.append(len(re.sub(r"\d", "", text)))
+    assert sizes[0] == sizes[1]
+
+
+def test_overrides_are_validated_and_named(tmp_path):
+    run = specc("validate", str(SPECS / "gpt2.yaml"), "--set", "heads=5", "--set", "hiden=3")
+    assert run.code == 2
+    assert "error[E210]: --set hiden=3: the spec has no size `hiden`" in run.stderr
+    assert "did you mean `hidden`?" in run.stderr
+    assert "heads 5 (heads=5 from --set)" not in run.stderr  # the note goes after the message
+    assert "is not divisible by heads 5 in attention `attn` (heads=5 from --set)" in run.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny zoo packages per (data, tensor), with their plans for the twin."""
+    built = {}
+    for data in (1, 2):
+        out = tmp_path_factory.mktemp(f"zoo_data{data}")
+        for name in ZOO:
+            pairs = [*TINY[name], "tensor=2", f"data={data}"]
+            spec = str(SPECS / f"{name}.yaml")
+            assert specc("build", spec, "-o", str(out), *overrides(pairs)).code == 0
+            plan = specc("plan", "--json", spec, *overrides(pairs))
+            (out / f"{name}.json").write_text(plan.stdout, encoding="utf-8")
+        built[data] = out
+    return built
+
+
+@pytest.mark.launcher
+@pytest.mark.parametrize("data", [1, 2])
+def test_tiny_zoo_matches_single_process_twin(tiny, data):
+    pytest.importorskip("oneflow")
+    out, world = tiny[data], 2 * data
+    run: Launch = launch(
+        world, [str(PARITY), *(f"{n}={out / n}.json" for n in ZOO)], pythonpath=[out], cwd=out
+    )
+    assert run.returncode == 0, run.explain()
+    records = run.records()
+    assert sorted((r["package"], r["rank"]) for r in records) == sorted(
+        (n, rank) for n in ZOO for rank in range(world)
+    )
+    for record in records:
+        assert record["errors"] == [], record
+    worst = max(records, key=lambda r: r["max_diff"])
+    print(
+        f"largest difference from the twin: {worst['max_diff']:.3g} ({worst['package']}, "
+        f"{worst['worst']})"
+    )
