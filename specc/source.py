@@ -193,6 +193,14 @@ class _Walker:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.diagnostics.error("E108", "a mapping key must be a plain string", key_span)
                 continue
+            if key_node.tag == _TAG + "merge":
+                self.diagnostics.error(
+                    "E102",
+                    "YAML merge keys (`<<`) are not supported in a spec",
+                    key_span,
+                    help="write the keys out, or use `repeat` for repeated layers",
+                )
+                continue
             self.path = (*path, "<key>")
             key = self._scalar(key_node)
             if key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:

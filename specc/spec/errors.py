@@ -12,6 +12,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -76,21 +77,7 @@ def _report_one(
         key = str(path[-1])
         out.error("E201", f"{_describe(path[:-1])} is missing `{key}`", document.span(path[:-1]))
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = ", ".join(LAYER_KINDS)
-        if kind == "union_tag_not_found":
-            out.error(
-                "E201", f"{where} is missing `kind`", document.span(path), f"valid kinds: {tags}"
-            )
-        else:
-            tag = str(ctx.get("tag"))
-            close = difflib.get_close_matches(tag, LAYER_KINDS, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            out.error(
-                "E205",
-                f"unknown layer kind `{tag}` in {where}",
-                document.span((*path, "kind")),
-                f"{hint}valid kinds: {tags}",
-            )
+        _report_kind(item, path, document, out)
     elif kind == "literal_error":
         choices = re.findall(r"'([^']*)'", ctx.get("expected", "")) or [ctx.get("expected", "")]
         expected = ", ".join(choices)
@@ -102,8 +89,11 @@ def _report_one(
                 f"this specc reads format version {expected}; write `specc: {expected}`",
             )
         else:
-            close = difflib.get_close_matches(str(item.get("input")), choices, n=1, cutoff=0.5)
-            hint = f"did you mean `{close[0]}`? " if close else ""
+            given = item.get("input")
+            close = _closest(str(given), choices)
+            hint = f"did you mean `{close}`? " if close else ""
+            if isinstance(given, bool):
+                hint = "YAML reads yes/no/on/off as true/false; quote the word; " + hint
             out.error(
                 "E203",
                 f"{where} is {found}, which is not one of the allowed values",
@@ -129,7 +119,58 @@ def _report_one(
         out.error("E202", f"{where}: {item['msg']}", document.span(path))
 
 
+def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics) -> None:
+    """A layer whose `kind` is missing or unknown; name the kinds, and the likely one."""
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    where = _describe(path)
+    tags = ", ".join(LAYER_KINDS)
+    given = item.get("input")
+    if kind == "union_tag_not_found":
+        keys = list(given) if isinstance(given, dict) else []
+        named = [k for k in keys if k.strip().lower() in LAYER_KINDS]
+        hint = f"write `kind: {named[0].strip().lower()}` " if named else ""
+        hint += "with the layer's settings beside it; " if named else ""
+        out.error(
+            "E201",
+            f"{where} is missing `kind`",
+            document.span(path),
+            f"{hint}valid kinds: {tags}",
+        )
+    else:
+        raw = given.get("kind") if isinstance(given, dict) else None
+        tag = str(ctx.get("tag"))
+        close = _closest(tag, LAYER_KINDS)
+        hint = f"did you mean `{close}`? " if close else ""
+        out.error(
+            "E205",
+            f"unknown layer kind {_show(raw) if not isinstance(raw, str) else f'`{tag}`'} "
+            f"in {where}",
+            document.span((*path, "kind")),
+            f"{hint}valid kinds: {tags}",
+        )
+
+
+def _closest(text: str, choices: Sequence[str]) -> str | None:
+    """The choice a typo most likely meant; case differences first."""
+    for choice in choices:
+        if choice.lower() == text.lower():
+            return choice
+    close = difflib.get_close_matches(text.lower(), list(choices), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def _type_help(kind: str, value: Any) -> str | None:
+    if kind in ("dict_type", "model_type", "model_attributes_type") and isinstance(value, str):
+        if value.strip().lower() in LAYER_KINDS:
+            return f"a layer is a mapping: write `- kind: {value.strip().lower()}`"
+        if re.fullmatch(r"[A-Za-z_]+:\S.*", value):
+            key, _, rest = value.partition(":")
+            return f"put a space after the colon: `{key}: {rest}`"
+    if kind[:3] == "int" and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value):
+        number = float(value)
+        if number.is_integer():
+            return f"YAML reads `{value}` as text; write the whole number {int(number)}"
     if kind[:3] in ("int", "flo") and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value):
         return (
             f"YAML reads `{value}` as text; write the mantissa with a dot and the exponent "
