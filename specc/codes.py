@@ -46,7 +46,7 @@ _TABLE = [
     Code("E302", "batch not divisible by data", "batch 30 is not divisible by data 4"),
     Code("E303", "input size does not match", "in_features 512 != previous output 1024"),
     Code("E304", "normalized size does not match", "layernorm features 512 != input 1024"),
-    Code("E305", "feature not supported yet", "pipeline 2 is not supported by this version"),
+    Code("E305", "feature not supported yet", "inputs with different splits"),
     Code("E306", "input of the wrong kind", "embedding reads int64 [batch, seq], found float32"),
     Code("E307", "residual or repeat changes the shape", "residual adds [8, 16] to [8, 32]"),
     Code(
@@ -59,10 +59,14 @@ _TABLE = [
     Code("E311", "images do not fit the patch embedding", "image_size 224 not divisible by 14"),
     Code("E312", "hidden size not divisible by heads", "hidden size 770 not divisible by heads 12"),
     Code("E313", "layer in a place it cannot be", "repeat inside another repeat"),
+    Code("E314", "pipeline stage out of range or going back", "stage 2 comes after stage 3"),
+    Code("E315", "pipeline stage without a layer", "pipeline stage 1 has no layer"),
+    Code("E316", "batch sizes do not multiply out", "global_batch 30 is not 4 x 2 x 4 = 32"),
     # W5xx: warnings; they fail only under --strict.
     Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
     Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),
     Code("W502", "input never used", "input `types` is never used by a layer"),
+    Code("W503", "pipeline cannot fill", "1 micro-batch per step cannot fill a 2-stage pipeline"),
 ]
 
 CODES: dict[str, Code] = {code.name: code for code in _TABLE}

@@ -35,6 +35,7 @@ from specc.plan import (
     SbpConstant,
     Shape,
     Stage,
+    StageMove,
     Step,
 )
 from specc.source import Document, YamlPath
@@ -58,6 +59,7 @@ from specc.spec import (
     TokenTypeEmbedding,
     walk_layers,
 )
+from specc.stages import balance
 
 B = "B"
 
@@ -120,10 +122,163 @@ _CONSTANT_COMMENTS = {
 
 
 def lower(spec: Spec, document: Document, diagnostics: Diagnostics) -> Plan | None:
-    """Lower `spec` to a plan; report every problem and return None if lowering found one."""
+    """Lower `spec` to a plan; report every problem and return None if lowering found one.
+
+    With a pipeline, a first pass (whose diagnostics are dropped: the second repeats
+    them) weighs each top-level unit, so the stages can be balanced before placements
+    are written into the plan.
+    """
     errors_before = diagnostics.error_count
-    plan = _Lowering(spec, document, diagnostics).run()
+    weights = None
+    if spec.parallel.pipeline > 1:
+        scout = _Lowering(spec, document, Diagnostics(), None)
+        scout.run()
+        weights = scout.unit_weights
+    stages = assign_stages(spec, document, diagnostics, weights)
+    plan = _Lowering(spec, document, diagnostics, stages).run()
     return plan if diagnostics.error_count == errors_before else None
+
+
+def assign_stages(
+    spec: Spec, document: Document, diagnostics: Diagnostics, weights: list[list[int]] | None
+) -> list[tuple[int, ...]]:
+    """The pipeline stage of every top-level layer (one per repetition for a repeat).
+
+    Explicit `stage`/`stages` are checked (in range, never going back, every stage
+    used); without them the units are balanced by weight. Never drops or repeats a
+    layer: every unit gets exactly one stage.
+    """
+    pipeline = spec.parallel.pipeline
+    counts = [layer.times if isinstance(layer, Repeat) else 1 for layer in spec.layers]
+    for ref in walk_layers(spec):
+        if len(ref.path) > 2 and ref.layer.stage is not None:  # inside a residual or repeat
+            diagnostics.error(
+                "E313",
+                f"layer `{ref.name}` sets `stage` inside a residual or repeat body",
+                document.span((*ref.path, "stage")),
+                help="set `stage` on the top-level layer, or `stages` on the repeat",
+            )
+    units = sum(counts)
+    if units < pipeline:
+        diagnostics.error(
+            "E315",
+            f"pipeline {pipeline} needs at least {pipeline} layers or repetitions, the model "
+            f"has {units}",
+            document.span(("parallel", "pipeline")),
+            help=f"use pipeline {units} or less, or more layers",
+        )
+        return [(0,) * c for c in counts]
+    heads = _tied_heads(spec)
+    explicit = any(
+        layer.stage is not None or (isinstance(layer, Repeat) and layer.stages is not None)
+        for index, layer in enumerate(spec.layers)
+        if index not in heads
+    )
+    if explicit:
+        result = _explicit_stages(spec, document, diagnostics, counts, heads)
+    elif weights is None:
+        return [(0,) * c for c in counts]
+    else:
+        # A tied head joins its table's unit: it computes where the table lives.
+        weights = [list(w) for w in weights]
+        for head, table in heads.items():
+            weights[table][0] += weights[head][0]
+        kept = [i for i in range(len(counts)) if i not in heads]
+        flat = balance([w for i in kept for w in weights[i]], pipeline)
+        result, start = [(0,)] * len(counts), 0
+        for index in kept:
+            result[index] = tuple(flat[start : start + counts[index]])
+            start += counts[index]
+    for head, table in heads.items():
+        layer = spec.layers[head]
+        if layer.stage is not None and layer.stage != result[table][0]:
+            diagnostics.error(
+                "E314",
+                f"lm_head `{layer.name or head}` is tied to a table on stage "
+                f"{result[table][0]}, and runs there, not on stage {layer.stage}",
+                document.span(("layers", head, "stage")),
+                help="remove its `stage`: a tied head always runs on its table's stage",
+            )
+        result[head] = result[table]
+    return result
+
+
+def _tied_heads(spec: Spec) -> dict[int, int]:
+    """Top-level tied heads and the top-level embedding whose table each uses.
+
+    OneFlow 0.9 cannot send a variable to another stage inside a CPU graph, and a
+    copied one gets wrong gradients there; so the head runs on its table's stage, the
+    activations travel back to it instead.
+    """
+    embeddings = {
+        layer.name: index for index, layer in enumerate(spec.layers) if isinstance(layer, Embedding)
+    }
+    return {
+        index: embeddings[layer.tied_to]
+        for index, layer in enumerate(spec.layers)
+        if isinstance(layer, LMHead) and layer.tied_to in embeddings
+    }
+
+
+def _explicit_stages(
+    spec: Spec,
+    document: Document,
+    diagnostics: Diagnostics,
+    counts: list[int],
+    heads: dict[int, int],
+) -> list[tuple[int, ...]]:
+    pipeline = spec.parallel.pipeline
+    result: list[tuple[int, ...]] = []
+    current = 0
+    for index, (layer, count) in enumerate(zip(spec.layers, counts, strict=True)):
+        path: YamlPath = ("layers", index)
+        if index in heads:
+            result.append((0,))  # set to its table's stage by the caller
+            continue
+        where = path
+        if isinstance(layer, Repeat) and layer.stages is not None:
+            where = (*path, "stages")
+            given = list(layer.stages)
+            if len(given) != count:
+                diagnostics.error(
+                    "E314",
+                    f"`stages` lists {len(given)} stages for {count} repetitions",
+                    document.span(where),
+                    help=f"give one stage per repetition ({count})",
+                )
+                given = (given + [given[-1]] * count)[:count]
+        elif layer.stage is not None:
+            where = (*path, "stage")
+            given = [layer.stage] * count
+        else:
+            given = [current] * count
+        for stage in given:
+            if stage >= pipeline:
+                diagnostics.error(
+                    "E314",
+                    f"stage {stage} is out of range for pipeline {pipeline}",
+                    document.span(where),
+                    help=f"stages are 0 to {pipeline - 1}",
+                )
+            elif stage < current:
+                diagnostics.error(
+                    "E314",
+                    f"stage {stage} comes after stage {current}; stages must not go backwards",
+                    document.span(where),
+                    help=f"use stage {current} or later here, or move the layer",
+                )
+            current = max(current, min(stage, pipeline - 1))
+        result.append(tuple(max(0, min(s, pipeline - 1)) for s in given))
+    used = {s for unit in result for s in unit}
+    for stage in range(pipeline):
+        if stage not in used:
+            diagnostics.error(
+                "E315",
+                f"pipeline stage {stage} has no layer",
+                document.span(("parallel", "pipeline")),
+                help="give it layers with `stage`, or use fewer stages",
+            )
+    return result
 
 
 @dataclass(frozen=True)
@@ -135,6 +290,7 @@ class _Activation:
     tensor_sbp: str  # "B" or "S(k)"
     dtype: str = "float32"
     vocab: int | None = None  # for logits: the real (unpadded) vocabulary
+    stage: int = 0
 
 
 @dataclass
@@ -143,6 +299,7 @@ class _Scope:
 
     placement: str
     reads: str  # the variable the next step reads
+    stage: int | None = 0  # None in a repeat body: each repetition has its own
     steps: list[Step] = field(default_factory=list)
     inputs_used: list[str] = field(default_factory=list)  # extra inputs forward takes
     residual_depth: int = 0
@@ -154,7 +311,13 @@ class _Scope:
 
 
 class _Lowering:
-    def __init__(self, spec: Spec, document: Document, diagnostics: Diagnostics) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        document: Document,
+        diagnostics: Diagnostics,
+        stages: list[tuple[int, ...]] | None,
+    ) -> None:
         self.spec = spec
         self.document = document
         self.diagnostics = diagnostics
@@ -173,6 +336,14 @@ class _Lowering:
         self.inputs_seen: set[str] = set()
         self.embeddings: dict[str, tuple[int, int, int]] = {}  # name -> vocab, padded, hidden
         self.data_sbp = split(0) if spec.inputs[0].split == "data" else B
+        self.stages = stages or [
+            (0,) * (layer.times if isinstance(layer, Repeat) else 1) for layer in spec.layers
+        ]
+        self.param_total = 0  # parameters lowered so far, to weigh pipeline units
+        self.unit_weights: list[list[int]] = []  # per top-level layer, per repetition
+        self.head_weight: dict[YamlPath, int] = {}
+        self.stage_parameters = [0] * self.pipeline
+        self.stage_units: list[list[str]] = [[] for _ in range(self.pipeline)]
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -206,7 +377,11 @@ class _Lowering:
         return Layout(shape, sbp, self.local(shape, sbp))
 
     def of(self, current: _Activation) -> Layout:
-        return self.layout(current.shape, current.data_sbp, current.tensor_sbp)
+        sbp = self.nd(current.data_sbp, current.tensor_sbp)
+        return Layout(current.shape, sbp, self.local(current.shape, sbp), current.stage)
+
+    def placement(self, stage: int) -> str:
+        return f"STAGES[{stage}]" if self.pipeline > 1 else "PLACEMENT"
 
     def constant(self, name: str, data_sbp: str, tensor_sbp: str) -> str:
         sbp = self.nd(data_sbp, tensor_sbp)
@@ -275,7 +450,7 @@ class _Lowering:
         self.constant("ACTIVATION", self.data_sbp, B)
         current = _Activation(tuple(first.shape), self.data_sbp, B, first.dtype)
         scope = _Scope("PLACEMENT", first.name)
-        current = self.sequence(self.spec.layers, ("layers",), current, scope)
+        current = self.top_level(current, scope)
         parameters = tuple(item.name for item in self.spec.inputs)
         model = ModuleClass(
             "Model",
@@ -285,6 +460,7 @@ class _Lowering:
             _signature(parameters),
             tuple(scope.steps),
             scope.reads,
+            (),
         )
         self.module_classes.append(model)
         self.check_inputs_used()
@@ -312,6 +488,9 @@ class _Lowering:
             parameter_count=self.parameter_count(),
             launch=self.launch(),
             sizes=dict(self.spec.sizes),
+            accumulation=self.training(),
+            stage_parameters=tuple(self.stage_parameters),
+            stage_units=tuple(tuple(_ranges(units)) for units in self.stage_units),
         )
 
     def layer_class_list(self) -> tuple[LayerClass, ...]:
@@ -354,13 +533,6 @@ class _Lowering:
                 ("parallel", "world_size"),
                 help=f"set world_size: {world}, or change the parallel sizes so their product "
                 f"is {parallel.world_size}",
-            )
-        if self.pipeline > 1:
-            self.error(
-                "E305",
-                f"pipeline {self.pipeline} is not supported by specc {__version__} yet",
-                ("parallel", "pipeline"),
-                help="use pipeline: 1; pipeline stages are planned for a later version",
             )
         stages = tuple(Stage(s, self.stage_ranks(s)) for s in range(self.pipeline))
         return Mesh(self.data, self.tensor, self.pipeline, self.spec.device, self.axes, stages)
@@ -484,6 +656,14 @@ class _Lowering:
         index, item = self.inputs_by_name[name]
         self.inputs_seen.add(name)
         self.input_high[name] = max(self.input_high.get(name, 0), high)
+        if scope.top and current.stage > 0:
+            self.error(
+                "E313",
+                f"{what} reads input `{name}` on pipeline stage {current.stage}; inputs "
+                "arrive on stage 0",
+                path,
+                help="move the layer to stage 0, or into a repeat (which carries inputs along)",
+            )
         expected = list(current.shape[:2])
         if item.dtype != "int64" or list(item.shape) != expected:
             self.error(
@@ -499,6 +679,71 @@ class _Lowering:
         return True
 
     # -- layers ------------------------------------------------------------------------------
+
+    def top_level(self, current: _Activation, scope: _Scope) -> _Activation:
+        """The Model's layers, each placed on its pipeline stage."""
+        for index, layer in enumerate(self.spec.layers):
+            path: YamlPath = ("layers", index)
+            stages = self.stages[index]
+            before = self.param_total
+            if not isinstance(layer, Repeat):
+                stage = stages[0]
+                if stage != current.stage:
+                    current = replace(current, stage=stage)
+                    scope.steps.append(StageMove(stage, scope.reads, self.of(current)))
+                    scope.reads = "hidden"
+                scope.placement, scope.stage = self.placement(stage), stage
+            current = self.layer(path, layer, current, scope)
+            weight = self.param_total - before
+            name = self.names[path]
+            if isinstance(layer, Repeat):
+                self.unit_weights.append([weight] * layer.times)
+                for repetition, stage in enumerate(stages):
+                    self.stage_parameters[stage] += weight
+                    self.stage_units[stage].append(f"{name}.{repetition}")
+            else:
+                self.unit_weights.append([weight + self.head_weight.pop(path, 0)])
+                self.stage_parameters[stages[0]] += weight
+                self.stage_units[stages[0]].append(name)
+        return current
+
+    def training(self) -> int:
+        """Check the batching of a training step; return the micro-batches per step."""
+        training = self.spec.training
+        accumulation = training.accumulation if training else 1
+        if training is not None:
+            expected = training.micro_batch * self.data * accumulation
+            product = (
+                f"micro_batch {training.micro_batch} x data {self.data} x accumulation "
+                f"{accumulation} = {expected}"
+            )
+            if training.global_batch is not None and training.global_batch != expected:
+                self.error(
+                    "E316",
+                    f"global_batch {training.global_batch} is not {product}",
+                    ("training", "global_batch"),
+                    help=f"set global_batch: {expected}, or change the others",
+                )
+            batch = self.spec.inputs[0].shape[0]
+            if batch != expected:
+                self.error(
+                    "E316",
+                    f"the batch of input `{self.spec.inputs[0].name}` is {batch}, but a "
+                    f"training step takes {product}",
+                    ("inputs", 0, "shape", 0),
+                    help=f"make the batch {expected}: the training graph cuts it into "
+                    f"{accumulation} micro-batches",
+                )
+        if self.pipeline > 1 and accumulation < self.pipeline:
+            where = ("training", "accumulation") if training else ("parallel", "pipeline")
+            self.diagnostics.warning(
+                "W503",
+                f"{accumulation} micro-batch(es) per step cannot fill a {self.pipeline}-stage "
+                f"pipeline; stages will wait for each other",
+                self.span(where),
+                help=f"set training.accumulation to {self.pipeline} or more",
+            )
+        return accumulation
 
     def sequence(
         self, layers: list[Layer], path: YamlPath, current: _Activation, scope: _Scope
@@ -534,6 +779,7 @@ class _Lowering:
     ) -> _Activation:
         if not module.startswith("nn."):
             self.layer_classes.add(module)
+        self.param_total += sum(math.prod(p.layout.shape) for p in params)
         if module not in _NO_PLACEMENT and not module.startswith("nn."):
             arguments = [*arguments, f"placement={scope.placement}"]
         step = LayerStep(
@@ -551,6 +797,7 @@ class _Lowering:
             call,
             call_lines(8, f"self.{name} = {module}", arguments),
             call_lines(8, f"hidden = self.{name}", [scope.reads, *call]),
+            scope.stage,
         )
         scope.steps.append(step)
         scope.reads = "hidden"
@@ -750,7 +997,9 @@ class _Lowering:
         if current.dtype == "int64":
             self.input_high[first] = max(self.input_high.get(first, 0), vocab)
         self.embeddings[name] = (vocab, padded, layer.hidden)
-        after = _Activation((*current.shape[:2], layer.hidden), current.data_sbp, B)
+        after = replace(
+            current, shape=(*current.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32"
+        )
         params = [self.param("weight", (padded, layer.hidden), split(0))]
         arguments = [str(padded), str(layer.hidden)]
         comment = "ids x table rows split over tensor ranks -> partial sums -> all-reduce"
@@ -858,7 +1107,7 @@ class _Lowering:
                 help=f"patch sizes that divide {size}: {divisors}",
             )
         tokens = (size // patch) ** 2 + (1 if layer.class_token else 0)
-        after = _Activation((current.shape[0], tokens, layer.hidden), current.data_sbp, B)
+        after = replace(current, shape=(current.shape[0], tokens, layer.hidden), tensor_sbp=B)
         params = [
             self.param("weight", (layer.hidden, channels, patch, patch), B),
             self.param("bias", (layer.hidden,), B),
@@ -1023,8 +1272,11 @@ class _Lowering:
                 f"{current.shape[2]}, or project to {width} first",
             )
         current = self.ensure_whole(current, name, "lm_head", scope, path)
-        after = _Activation((*current.shape[:2], padded), current.data_sbp, split(2), vocab=vocab)
+        after = replace(
+            current, shape=(*current.shape[:2], padded), tensor_sbp=split(2), vocab=vocab
+        )
         arguments = [str(vocab), str(padded)]
+        self.head_weight[path] = vocab * width  # the head weighs its table when balancing
         comment = "x whole, tied table rows split -> logits split over the vocabulary"
         return self.add(
             scope,
@@ -1079,7 +1331,8 @@ class _Lowering:
             )
             return current
         current = self.ensure_whole(current, name, "a repeat", scope, path)
-        body = _Scope("placement", "hidden", top=False)
+        stages = self.stages[path[1]]
+        body = _Scope("placement", "hidden", stage=None, top=False)
         result = self.sequence(layer.layers, (*path, "layers"), current, body)
         if result.shape != current.shape or result.dtype != current.dtype:
             self.error(
@@ -1094,6 +1347,8 @@ class _Lowering:
         class_name = names.class_name(name) + "Layer"
         arguments = tuple(body.inputs_used)
         parameters = ("hidden", *arguments)
+        # Each repetition moves what it reads onto its own stage (eager pipelining).
+        moves = parameters if self.pipeline > 1 else ()
         self.module_classes.append(
             ModuleClass(
                 class_name,
@@ -1103,14 +1358,20 @@ class _Lowering:
                 _signature(parameters),
                 tuple(body.steps),
                 body.reads,
+                moves,
             )
         )
-        stack = f"[{class_name}(placement={scope.placement}) for _ in range({layer.times})]"
+        constant = f"{name.upper()}_STAGES" if self.pipeline > 1 else None
+        if constant:
+            stack = f"[{class_name}(placement=STAGES[stage]) for stage in {constant}]"
+        else:
+            stack = f"[{class_name}(placement={scope.placement}) for _ in range({layer.times})]"
         loop = [f"        hidden = {scope.reads}"] if scope.reads != "hidden" else []
         loop += [
             f"        for layer in self.{name}:",
             *call_lines(12, "hidden = layer", parameters),
         ]
+        result = replace(result, stage=stages[-1])
         scope.steps.append(
             RepeatStep(
                 name,
@@ -1122,6 +1383,9 @@ class _Lowering:
                 self.where(path),
                 call_lines(8, f"self.{name} = nn.ModuleList", [stack]),
                 tuple(loop),
+                stages,
+                constant,
+                _run_lengths(stages),
             )
         )
         scope.reads = "hidden"
@@ -1174,6 +1438,30 @@ class _Lowering:
         )
         scope.reads = "hidden"
         return result
+
+
+def _run_lengths(stages: tuple[int, ...]) -> str:
+    """`[0] * 6 + [1] * 6`: a stage list whose size does not grow with the layer count."""
+    runs: list[list[int]] = []
+    for stage in stages:
+        if runs and runs[-1][0] == stage:
+            runs[-1][1] += 1
+        else:
+            runs.append([stage, 1])
+    return " + ".join(f"[{stage}] * {count}" for stage, count in runs)
+
+
+def _ranges(units: list[str]) -> list[str]:
+    """["h.0", "h.1", "h.2"] -> ["h.0-2"], for the plan's stage summary."""
+    shown: list[str] = []
+    for unit in units:
+        head, _, tail = unit.rpartition(".")
+        if head and tail.isdigit() and shown and shown[-1].startswith(head + "."):
+            first = shown[-1][len(head) + 1 :].split("-")[0]
+            shown[-1] = f"{head}.{first}-{tail}"
+        else:
+            shown.append(unit)
+    return shown
 
 
 def _signature(parameters: tuple[str, ...]) -> tuple[str, ...]:

@@ -50,6 +50,10 @@ class Mesh:
     def is_2d(self) -> bool:
         return len(self.axes) == 2
 
+    @property
+    def pipelined(self) -> bool:
+        return self.pipeline > 1
+
 
 @dataclass(frozen=True, slots=True)
 class Layout:
@@ -107,6 +111,7 @@ class LayerStep:
     call_arguments: tuple[str, ...]  # what forward passes besides `reads`
     construct: tuple[str, ...]  # the lines of __init__ that build it
     call: tuple[str, ...]  # the lines of forward that apply it
+    stage: int  # pipeline stage (within a repeat body: that of its class's instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,16 @@ class Relayout:
     sbp_constant: str
     reason: str
     reads: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    """The activation crosses to the next pipeline stage (eager pipelining)."""
+
+    step: ClassVar[str] = "stage_move"
+    stage: int
+    reads: str
+    output: Layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +167,12 @@ class RepeatStep:
     source: str
     construct: tuple[str, ...]  # the lines of __init__ that build the ModuleList
     call: tuple[str, ...]  # the lines of forward that loop over it
+    stages: tuple[int, ...]  # pipeline stage of each repetition
+    stages_constant: str | None  # module constant holding them, when pipelined
+    stages_expression: str  # e.g. "[0] * 6 + [1] * 6"
 
 
-Step = LayerStep | Relayout | ResidualBegin | ResidualEnd | RepeatStep
+Step = LayerStep | Relayout | StageMove | ResidualBegin | ResidualEnd | RepeatStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +186,7 @@ class ModuleClass:
     signature: tuple[str, ...]  # the lines of `def forward(...)`
     steps: tuple[Step, ...]
     returns: str
+    entry_moves: tuple[str, ...]  # inputs a repeat body moves onto its own stage first
 
     @property
     def layers(self) -> tuple[LayerStep, ...]:
@@ -212,6 +231,19 @@ class Plan:
     parameter_count: int
     launch: Launch
     sizes: dict[str, int]
+    accumulation: int  # micro-batches per training step
+    stage_parameters: tuple[int, ...]  # parameters held by each pipeline stage
+    stage_units: tuple[tuple[str, ...], ...]  # the layers (and repetitions) of each stage
+
+    @property
+    def stage_repeats(self) -> tuple[RepeatStep, ...]:
+        return tuple(s for s in self.model.steps if isinstance(s, RepeatStep))
+
+    @property
+    def training_imports(self) -> tuple[str, ...]:
+        """The lines by which training.py imports from model.py."""
+        constants = [s.stages_constant for s in self.stage_repeats if s.stages_constant]
+        return import_lines(".model", ["Model", *constants])
 
     @property
     def model(self) -> ModuleClass:
@@ -226,6 +258,8 @@ class Plan:
         if self.loss is not None:
             layers.add("cross_entropy")
         parallel = {"PLACEMENT", "check_world_size"} | {i.sbp_constant for i in self.inputs}
+        if self.mesh.pipelined:
+            parallel.add("STAGES")
         if self.loss is not None:
             parallel.add(self.loss.labels.sbp_constant)
         for cls in self.classes:
@@ -271,7 +305,12 @@ class Plan:
             f"mesh: {axes} = {mesh.world_size} ranks, device {mesh.device}, "
             f"SBP axes ({', '.join(mesh.axes) or 'none'})",
         ]
-        lines += [f"  stage {s.index}: ranks {_ranks_text(s.ranks)}" for s in mesh.stages]
+        for stage in mesh.stages:
+            lines.append(
+                f"  stage {stage.index}: ranks {_ranks_text(stage.ranks)}, "
+                f"{self.stage_parameters[stage.index]:,} parameters: "
+                + ", ".join(self.stage_units[stage.index])
+            )
         if self.sizes:
             lines.append("sizes: " + ", ".join(f"{k}={v}" for k, v in self.sizes.items()))
         lines.append("inputs:")
@@ -290,19 +329,26 @@ def _steps_text(steps: tuple[Step, ...]) -> list[str]:
     lines = []
     for step in steps:
         if isinstance(step, LayerStep):
-            lines.append(f"  {step.name} ({step.kind}, {step.module}) at {step.source}")
+            lines.append(
+                f"  {step.name} ({step.kind}, {step.module}) at {step.source}, stage {step.stage}"
+            )
             width = max([len(p.name) for p in step.params] + [6]) + 1
             lines += [f"    {p.name:<{width}}{_layout_text(p.layout)}" for p in step.params]
             lines.append(f"    {'output':<{width}}{_layout_text(step.output)}")
         elif isinstance(step, Relayout):
             lines.append(f"  {step.kind}: {step.reason}")
             lines.append(f"    output {_layout_text(step.after)}")
+        elif isinstance(step, StageMove):
+            lines.append(f"  move to stage {step.stage}: {_layout_text(step.output)}")
         elif isinstance(step, ResidualBegin):
             lines.append(f"  residual {step.variable} = input (at {step.source})")
         elif isinstance(step, ResidualEnd):
             lines.append(f"  add {step.variable}: output {_layout_text(step.output)}")
         else:
-            lines.append(f"  {step.name}: {step.times} x {step.module} at {step.source}")
+            lines.append(
+                f"  {step.name}: {step.times} x {step.module} at {step.source}, "
+                f"stages {step.stages_expression}"
+            )
             lines.append(f"    output {_layout_text(step.output)}")
     return lines
 

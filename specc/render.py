@@ -15,7 +15,14 @@ import jinja2
 from specc.plan import Layout, Plan
 
 # The package's files, in the order they are rendered and written.
-PACKAGE_FILES = ("__init__.py", "__main__.py", "parallel.py", "layers.py", "model.py")
+PACKAGE_FILES = (
+    "__init__.py",
+    "__main__.py",
+    "parallel.py",
+    "layers.py",
+    "model.py",
+    "training.py",
+)
 
 
 def template_dir() -> Path:
@@ -71,8 +78,9 @@ def environment() -> jinja2.Environment:
 def render(plan: Plan) -> dict[str, str]:
     """The package's files as {path relative to the package directory: text}."""
     env = environment()
-    if plan.layer_classes:
-        files = PACKAGE_FILES
-    else:
-        files = tuple(name for name in PACKAGE_FILES if name != "layers.py")
+    files = tuple(
+        name
+        for name in PACKAGE_FILES
+        if (name != "layers.py" or plan.layer_classes) and (name != "training.py" or plan.loss)
+    )
     return {name: env.get_template(f"package/{name}.jinja").render(plan=plan) for name in files}

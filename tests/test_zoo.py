@@ -32,7 +32,7 @@ TINY = {
         "vocab_multiple=4",
         "seq=16",
         "positions=16",
-        "batch=4",
+        "micro_batch=2",
     ],
     "bert_base": [
         "hidden=64",
@@ -42,7 +42,7 @@ TINY = {
         "vocab=100",
         "positions=16",
         "seq=16",
-        "batch=4",
+        "micro_batch=2",
     ],
     "vit_base16": [
         "image=32",
@@ -52,7 +52,7 @@ TINY = {
         "ffn=256",
         "layers=2",
         "classes=10",
-        "batch=4",
+        "micro_batch=2",
     ],
 }
 

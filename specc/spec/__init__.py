@@ -37,6 +37,7 @@ from specc.spec.models import (
     SelectToken,
     Spec,
     TokenTypeEmbedding,
+    Training,
 )
 from specc.spec.sizes import resolve
 
@@ -63,6 +64,7 @@ __all__ = [
     "SelectToken",
     "Spec",
     "TokenTypeEmbedding",
+    "Training",
     "parse",
     "walk_layers",
 ]

@@ -92,11 +92,26 @@ class Input(StrictModel):
     )
 
 
+Stage = Annotated[
+    int,
+    Field(ge=0, le=65535),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, _REFERENCE_SCHEMA]}),
+]
+
+
 class _Layer(StrictModel):
     name: Name | None = Field(
         None,
         description="Attribute name in the generated model; defaults to `<kind>_<index>`.",
         examples=["fc1"],
+    )
+    stage: Stage | None = Field(
+        None,
+        description=(
+            "Pipeline stage of a top-level layer (0 = first). Layers without one follow the "
+            "layer before them; when no layer has one, stages are balanced by parameters."
+        ),
+        examples=[0],
     )
 
 
@@ -263,6 +278,11 @@ class Repeat(_Layer):
     kind: Literal["repeat"] = Field(description="The layer kind.", examples=["repeat"])
     times: Size = Field(description="Number of repetitions.", examples=[12])
     layers: list[Layer] = Field(min_length=1, description="One repetition's layers, in order.")
+    stages: list[Stage] | None = Field(
+        None,
+        description="Pipeline stage of each repetition, so a stack can be cut between stages.",
+        examples=[[0, 0, 1, 1]],
+    )
 
 
 _LAYER_MODELS = (
@@ -316,6 +336,24 @@ class Loss(StrictModel):
     )
 
 
+class Training(StrictModel):
+    """How a training step is batched: micro-batches, accumulated, over data ranks."""
+
+    micro_batch: Size = Field(
+        description="Samples per data-parallel rank in one micro-batch.", examples=[4]
+    )
+    accumulation: Size = Field(
+        1,
+        description="Micro-batches per step (gradient accumulation); fills the pipeline.",
+        examples=[4],
+    )
+    global_batch: Size | None = Field(
+        None,
+        description="Samples per step; must equal micro_batch x data x accumulation.",
+        examples=[32],
+    )
+
+
 class Spec(StrictModel):
     """A specc model spec: what to build and how to lay it out on devices."""
 
@@ -351,6 +389,9 @@ class Spec(StrictModel):
     )
     layers: list[Layer] = Field(min_length=1, description="The layers, applied in order.")
     loss: Loss | None = Field(None, description="The training loss, computed by Model.loss().")
+    training: Training | None = Field(
+        None, description="Batching of a training step (needed to check a pipeline)."
+    )
 
 
 Residual.model_rebuild()

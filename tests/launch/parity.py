@@ -33,8 +33,13 @@ ACTIVATIONS = {
 
 
 def whole(tensor: flow.Tensor) -> np.ndarray:
-    """The full value of a global tensor, on every rank."""
-    return tensor.to_global(sbp=[flow.sbp.broadcast] * len(tensor.sbp)).to_local().numpy()
+    """The full value of a global tensor, on every rank (also those of other stages)."""
+    tensor = tensor.to_global(sbp=[flow.sbp.broadcast] * len(tensor.sbp))
+    everyone = list(range(flow.env.get_world_size()))
+    if tensor.placement.ranks.size != len(everyone):
+        placement = flow.placement(tensor.placement.type, ranks=everyone)
+        tensor = tensor.to_global(placement=placement, sbp=flow.sbp.broadcast)
+    return tensor.to_local().numpy()
 
 
 def sbp_text(sbp: tuple) -> list[str]:
@@ -62,7 +67,7 @@ class Twin:
         cls = self.classes[name]
         for step in cls["steps"]:
             kind = step["step"]
-            if kind == "relayout":
+            if kind in ("relayout", "stage_move"):  # layouts and placements: nothing locally
                 variables["hidden"] = variables[step["reads"]]
             elif kind == "residual_begin":
                 variables[step["variable"]] = variables[step["reads"]]
@@ -144,37 +149,54 @@ class Twin:
         return F.linear(context, p["dense.weight"], p["dense.bias"])
 
 
-def promised_params(plan: dict) -> dict[str, dict]:
+def promised_params(plan: dict) -> dict[str, tuple[dict, int]]:
+    """Every parameter's layout and pipeline stage, as the plan states them."""
     classes = {c["name"]: c for c in plan["classes"]}
-    found: dict[str, dict] = {}
+    found: dict[str, tuple[dict, int]] = {}
 
-    def visit(name: str, prefix: str) -> None:
+    def visit(name: str, prefix: str, stage: int | None) -> None:
         for step in classes[name]["steps"]:
             if step["step"] == "layer":
+                where = step["stage"] if stage is None else stage
                 for param in step["params"]:
-                    found[f"{prefix}{step['name']}.{param['name']}"] = param["layout"]
+                    found[f"{prefix}{step['name']}.{param['name']}"] = (param["layout"], where)
             elif step["step"] == "repeat":
                 for index in range(step["times"]):
-                    visit(step["module"], f"{prefix}{step['name']}.{index}.")
+                    visit(step["module"], f"{prefix}{step['name']}.{index}.", step["stages"][index])
 
-    visit("Model", "")
+    visit("Model", "", None)
     return found
 
 
+def rank_stage(plan: dict) -> int:
+    mesh = plan["mesh"]
+    return flow.env.get_rank() // (mesh["data"] * mesh["tensor"])
+
+
+def expected_local(layout: dict, stage: int, plan: dict) -> list[int]:
+    """The plan's local shape on this rank's stage; nothing on the other stages."""
+    if stage == rank_stage(plan):
+        return layout["local_shape"]
+    return [0] * len(layout["local_shape"])
+
+
 def check_layouts(model, plan: dict, errors: list[str]) -> dict[str, flow.Tensor]:
-    """Every parameter exists with the SBP and local shape the plan promised."""
+    """Every parameter exists with the SBP, stage and local shape the plan promised."""
     promised = promised_params(plan)
     actual = dict(model.named_parameters())
     if sorted(promised) != sorted(actual):
         errors.append(f"parameters {sorted(actual)} != plan {sorted(promised)}")
-    for name, layout in promised.items():
+    for name, (layout, stage) in promised.items():
         if name not in actual:
             continue
         local = list(actual[name].to_local().shape)
         if sbp_text(actual[name].sbp) != layout["sbp"]:
             errors.append(f"{name}: sbp {sbp_text(actual[name].sbp)} != plan {layout['sbp']}")
-        if local != layout["local_shape"]:
-            errors.append(f"{name}: local shape {local} != plan {layout['local_shape']}")
+        if local != expected_local(layout, stage, plan):
+            errors.append(
+                f"{name}: local shape {local} on stage {rank_stage(plan)}, plan says "
+                f"{layout['local_shape']} on stage {stage}"
+            )
     return actual
 
 
@@ -230,8 +252,9 @@ def check(package_name: str, plan: dict) -> dict:
     twin_out = twin(twin_inputs)
     if sbp_text(out.sbp) != plan["output"]["sbp"]:
         errors.append(f"output sbp {sbp_text(out.sbp)} != plan {plan['output']['sbp']}")
-    if list(out.to_local().shape) != plan["output"]["local_shape"]:
-        errors.append(f"output local shape {list(out.to_local().shape)}")
+    output_local = expected_local(plan["output"], plan["output"]["stage"], plan)
+    if list(out.to_local().shape) != output_local:
+        errors.append(f"output local shape {list(out.to_local().shape)} != {output_local}")
     diffs = {"output": float(np.abs(comparable(out, twin_out) - twin_out.numpy()).max())}
     if not np.allclose(comparable(out, twin_out), twin_out.numpy(), rtol=RTOL, atol=ATOL):
         errors.append(f"output differs by {diffs['output']}")
@@ -282,12 +305,61 @@ def train(model, twin, twin_params, objective, inputs, twin_inputs) -> tuple[lis
     return losses, twin_losses
 
 
+def check_graph(package_name: str, plan: dict) -> dict:
+    """STEPS steps of the generated TrainGraph (pipelined, micro-batched) against the twin,
+    and the EvalGraph against the eager model."""
+    package = importlib.import_module(package_name)
+    model = package.Model()
+    model.eval()
+    params = dict(model.named_parameters())
+    twin_params = {name: flow.tensor(whole(p), requires_grad=True) for name, p in params.items()}
+    twin = Twin(plan, twin_params)
+    inputs = package.random_inputs(seed=1)
+    labels = package.random_labels(seed=2)
+    names = [item["name"] for item in plan["inputs"]]
+    twin_inputs = {name: flow.tensor(whole(x)) for name, x in zip(names, inputs, strict=True)}
+    twin_labels = flow.tensor(whole(labels))
+    graph = package.TrainGraph(model, flow.optim.SGD(model.parameters(), lr=LR))
+    twin_optimizer = flow.optim.SGD(list(twin_params.values()), lr=LR)
+    losses, twin_losses, errors = [], [], []
+    for _ in range(STEPS):
+        losses.append(float(whole(graph(*inputs, labels)).mean()))
+        twin_optimizer.zero_grad()
+        out = twin(twin_inputs)
+        flat = out.reshape(-1, out.shape[-1])
+        twin_loss = flow.nn.CrossEntropyLoss()(flat, twin_labels.reshape(-1))
+        twin_loss.backward()
+        twin_optimizer.step()
+        twin_losses.append(float(twin_loss.numpy()))
+    relative = max(
+        abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, twin_losses, strict=True)
+    )
+    if relative > 1e-4:
+        errors.append(f"graph losses {losses} != twin {twin_losses}")
+    evaluated = whole(package.EvalGraph(model)(*inputs))
+    eager = whole(model(*inputs))
+    if not np.allclose(evaluated, eager, rtol=RTOL, atol=ATOL):
+        errors.append(f"EvalGraph differs from eager by {np.abs(evaluated - eager).max()}")
+    return {
+        "rank": flow.env.get_rank(),
+        "package": package_name,
+        "mode": "graph",
+        "losses": losses,
+        "twin_losses": twin_losses,
+        "max_relative": relative,
+        "errors": errors,
+    }
+
+
 def main() -> None:
-    for argument in sys.argv[1:]:
+    graph = sys.argv[1:2] == ["--graph"]
+    for argument in sys.argv[1 + graph :]:
         package_name, plan_path = argument.split("=", 1)
         with open(plan_path, encoding="utf-8") as file:
             plan = json.load(file)
         print(json.dumps(check(package_name, plan)), flush=True)
+        if graph:
+            print(json.dumps(check_graph(package_name, plan)), flush=True)
 
 
 if __name__ == "__main__":

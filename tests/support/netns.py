@@ -101,8 +101,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Processes started by Host.popen, by namespace name. `ip netns pids` misses a
+# process still on its way in (an `ip netns exec` that has not yet entered the
+# namespace), which would then run on in the deleted namespace: these are
+# killed by handle first.
+_started: dict[str, list[tuple[subprocess.Popen[Any], bool]]] = {}
+
+
 def _delete_netns(name: str) -> None:
     """Kill everything inside a namespace, then delete it (idempotent)."""
+    for p, own_session in _started.pop(name, []):
+        if p.poll() is not None:
+            continue  # reaped: its pid may belong to someone else by now
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if own_session:
+                os.killpg(p.pid, signal.SIGKILL)
+            else:
+                p.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
     r = _ip("netns", "pids", name, check=False)
     for pid in r.stdout.split():
         with contextlib.suppress(ProcessLookupError, ValueError):
@@ -148,10 +165,13 @@ class Host:
         """Start ``argv`` in this host, in its own session by default.
 
         ``ip netns exec`` execs the command, so the Popen's pid is the command
-        itself and ``os.killpg(p.pid, ...)`` reaches all its children.
+        itself and ``os.killpg(p.pid, ...)`` reaches all its children. Closing
+        the :class:`TwoHosts` kills it (its process group) if still running.
         """
         kwargs.setdefault("start_new_session", True)
-        return subprocess.Popen(self.command(argv), env=env, cwd=cwd, **kwargs)
+        p = subprocess.Popen(self.command(argv), env=env, cwd=cwd, **kwargs)
+        _started.setdefault(self.name, []).append((p, bool(kwargs["start_new_session"])))
+        return p
 
     def run(
         self, argv: Sequence[str], *, timeout: float = 60.0, check: bool = False, **kwargs: Any
@@ -282,6 +302,24 @@ class TwoHosts:
             _delete_netns(h.name)
         _unregister(self)
 
+    def leftovers(self) -> list[str]:
+        """What of this run still exists: namespaces named after it, its links.
+
+        Empty after :meth:`close`. The veth ends are looked for in the
+        machine's own namespace too, where they should never have appeared.
+        """
+        found = [f"namespace {name}" for name in namespace_names() if name.startswith(self.run_id)]
+        # `ip -o link` lines look like "7: NAME@PEER: <FLAGS> ..." or "1: lo: <...".
+        lines = _ip("-o", "link", "show", check=False).stdout.splitlines()
+        links = {line.split(": ")[1].split("@")[0] for line in lines if ": " in line}
+        return found + [f"link {h.ifname}" for h in self.hosts if h.ifname in links]
+
+
+def namespace_names() -> list[str]:
+    """The names of all named network namespaces (``ip netns list``)."""
+    listing = _ip("netns", "list", check=False).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
+
 
 @dataclass(frozen=True)
 class NodeResult:
@@ -314,49 +352,63 @@ def _killpg(p: subprocess.Popen[Any]) -> None:
         os.killpg(p.pid, signal.SIGKILL)
 
 
-def run_oneflow_launch(
-    hosts: Sequence[Host],
-    script: str | os.PathLike[str],
-    script_args: Sequence[str] = (),
+def oneflow_launch_command(
+    program: Sequence[str],
     *,
-    nproc_per_node: int = 1,
-    master_port: int = 29500,
+    nnodes: int,
+    node_rank: int,
+    nproc_per_node: int,
+    master_addr: str,
+    master_port: int,
     python: str = sys.executable,
+) -> list[str]:
+    """One node's ``python -m oneflow.distributed.launch`` command line.
+
+    ``program`` is what follows the launcher's flags: a script and its
+    arguments, or ``["-m", "package", ...]``.
+    """
+    return [
+        python, "-m", "oneflow.distributed.launch",
+        "--nnodes", str(nnodes), "--node_rank", str(node_rank),
+        "--nproc_per_node", str(nproc_per_node),
+        "--master_addr", master_addr, "--master_port", str(master_port),
+        *program,
+    ]  # fmt: skip
+
+
+def run_on_hosts(
+    hosts: Sequence[Host],
+    commands: Sequence[Sequence[str]],
+    *,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float = 300.0,
     failure_grace: float = 10.0,
 ) -> list[NodeResult]:
-    """Run ``python -m oneflow.distributed.launch`` once per host, as one job.
+    """Run ``commands[i]`` in ``hosts[i]``, all at once, as one bounded job.
 
-    Host 0 is the master. All nodes share one overall ``timeout``; on expiry
-    every node's process group is killed and :class:`LaunchTimeout` raised.
-    If a node fails, the others get ``failure_grace`` seconds before being
-    killed (a OneFlow peer usually hangs forever otherwise).
+    All nodes share one overall ``timeout``; on expiry every node's process
+    group is killed and :class:`LaunchTimeout` raised. If a node fails, the
+    others get ``failure_grace`` seconds before being killed (a OneFlow peer
+    usually hangs forever otherwise); the results then show who failed.
 
     ``env`` (default: ours) is passed through minus proxy variables: OneFlow's
     gRPC honours ``http_proxy`` and would hang trying to reach a proxy the
-    namespaces have no route to. The master port is only used inside host 0's
-    fresh namespace, so it cannot clash with anything else on the machine.
+    namespaces have no route to.
     """
-    script = os.path.abspath(script)
+    if len(commands) != len(hosts):
+        raise ValueError(f"{len(commands)} commands for {len(hosts)} hosts")
     env = {k: v for k, v in (os.environ if env is None else env).items()
            if k.lower() not in _PROXY_VARS}  # fmt: skip
     procs: list[subprocess.Popen[Any]] = []
+    timed_out = False
     with contextlib.ExitStack() as files:
         outs = [(files.enter_context(tempfile.TemporaryFile()),
                  files.enter_context(tempfile.TemporaryFile())) for _ in hosts]  # fmt: skip
         deadline = time.monotonic() + timeout
         failed_at: float | None = None
         try:
-            for rank, (host, (out, err)) in enumerate(zip(hosts, outs, strict=True)):
-                argv = [
-                    python, "-m", "oneflow.distributed.launch",
-                    "--nnodes", str(len(hosts)), "--node_rank", str(rank),
-                    "--nproc_per_node", str(nproc_per_node),
-                    "--master_addr", hosts[0].addr, "--master_port", str(master_port),
-                    script, *script_args,
-                ]  # fmt: skip
+            for host, argv, (out, err) in zip(hosts, commands, outs, strict=True):
                 procs.append(host.popen(argv, env=env, cwd=cwd, stdout=out, stderr=err))
             while time.monotonic() < deadline:
                 codes = [p.poll() for p in procs]  # poll all: any() would stop early
@@ -384,5 +436,42 @@ def run_oneflow_launch(
             f"[stdout]\n{_tail(r.stdout, 10)}\n[stderr]\n{_tail(r.stderr)}"
             for r in results
         )
-        raise LaunchTimeout(f"OneFlow launch did not finish in {timeout:.0f}s{tails}")
+        raise LaunchTimeout(f"launch on {len(hosts)} hosts did not finish in {timeout:.0f}s{tails}")
     return results
+
+
+def run_oneflow_launch(
+    hosts: Sequence[Host],
+    script: str | os.PathLike[str],
+    script_args: Sequence[str] = (),
+    *,
+    nproc_per_node: int = 1,
+    master_port: int = 29500,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 300.0,
+    failure_grace: float = 10.0,
+) -> list[NodeResult]:
+    """Run ``python -m oneflow.distributed.launch`` once per host, as one job.
+
+    Host 0 is the master. The master port is only used inside host 0's fresh
+    namespace, so it cannot clash with anything else on the machine. Timeouts,
+    failures and the environment are handled as in :func:`run_on_hosts`.
+    """
+    program = [os.path.abspath(script), *script_args]
+    commands = [
+        oneflow_launch_command(
+            program,
+            nnodes=len(hosts),
+            node_rank=rank,
+            nproc_per_node=nproc_per_node,
+            master_addr=hosts[0].addr,
+            master_port=master_port,
+            python=python,
+        )
+        for rank in range(len(hosts))
+    ]
+    return run_on_hosts(
+        hosts, commands, env=env, cwd=cwd, timeout=timeout, failure_grace=failure_grace
+    )

@@ -23,21 +23,21 @@ from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
 
 class EncoderLayer(nn.Module):
-    """One repetition of `encoder` (bert_base.yaml:39)."""
+    """One repetition of `encoder` (bert_base.yaml:42)."""
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # bert_base.yaml:46: attention
+        # bert_base.yaml:49: attention
         self.attention = SelfAttention(768, 12, placement=placement)
-        # bert_base.yaml:47: dropout
+        # bert_base.yaml:50: dropout
         self.attention_dropout = nn.Dropout(p=0.1)
-        # bert_base.yaml:48: layernorm
+        # bert_base.yaml:51: layernorm
         self.attention_norm = LayerNorm(768, eps=1e-12, placement=placement)
-        # bert_base.yaml:52: mlp
+        # bert_base.yaml:55: mlp
         self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
-        # bert_base.yaml:53: dropout
+        # bert_base.yaml:56: dropout
         self.mlp_dropout = nn.Dropout(p=0.1)
-        # bert_base.yaml:54: layernorm
+        # bert_base.yaml:57: layernorm
         self.output_norm = LayerNorm(768, eps=1e-12, placement=placement)
 
     def forward(self, hidden: flow.Tensor, attention_mask: flow.Tensor) -> flow.Tensor:
@@ -72,25 +72,25 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         check_world_size()
-        # bert_base.yaml:30: embedding
+        # bert_base.yaml:33: embedding
         self.word_embeddings = VocabParallelEmbedding(30522, 768, placement=PLACEMENT)
-        # bert_base.yaml:35: position_embedding
+        # bert_base.yaml:38: position_embedding
         self.position_embeddings = PositionEmbedding(512, 768, placement=PLACEMENT)
-        # bert_base.yaml:36: token_type_embedding
+        # bert_base.yaml:39: token_type_embedding
         self.token_type_embeddings = TokenTypeEmbedding(2, 768, placement=PLACEMENT)
-        # bert_base.yaml:37: layernorm
+        # bert_base.yaml:40: layernorm
         self.embeddings_norm = LayerNorm(768, eps=1e-12, placement=PLACEMENT)
-        # bert_base.yaml:38: dropout
+        # bert_base.yaml:41: dropout
         self.embeddings_dropout = nn.Dropout(p=0.1)
-        # bert_base.yaml:39: repeat
+        # bert_base.yaml:42: repeat
         self.encoder = nn.ModuleList(
             [EncoderLayer(placement=PLACEMENT) for _ in range(12)]
         )
-        # bert_base.yaml:55: select_token
+        # bert_base.yaml:58: select_token
         self.first_token = SelectToken(0)
-        # bert_base.yaml:56: linear
+        # bert_base.yaml:59: linear
         self.pooler = ReplicatedLinear(768, 768, placement=PLACEMENT)
-        # bert_base.yaml:57: tanh
+        # bert_base.yaml:60: tanh
         self.pooler_activation = nn.Tanh()
 
     def forward(

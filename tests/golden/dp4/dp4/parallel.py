@@ -27,6 +27,7 @@ def stage_ranks(stage: int) -> list[int]:
 
 
 PLACEMENT = flow.placement(DEVICE, ranks=stage_ranks(0))
+ACCUMULATION = 1  # micro-batches per training step
 
 ACTIVATION = (S(0),)  # activations: batch over data ranks
 REPLICATED = (B,)  # whole on every rank

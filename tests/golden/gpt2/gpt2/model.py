@@ -22,17 +22,17 @@ from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
 
 class HLayer(nn.Module):
-    """One repetition of `h` (gpt2.yaml:32)."""
+    """One repetition of `h` (gpt2.yaml:35)."""
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # gpt2.yaml:39: layernorm
+        # gpt2.yaml:42: layernorm
         self.ln_1 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:40: attention
+        # gpt2.yaml:43: attention
         self.attn = SelfAttention(768, 12, causal=True, placement=placement)
-        # gpt2.yaml:44: layernorm
+        # gpt2.yaml:47: layernorm
         self.ln_2 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:45: mlp
+        # gpt2.yaml:48: mlp
         self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
@@ -61,15 +61,15 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         check_world_size()
-        # gpt2.yaml:26: embedding
+        # gpt2.yaml:29: embedding
         self.wte = VocabParallelEmbedding(50257, 768, placement=PLACEMENT)
-        # gpt2.yaml:31: position_embedding
+        # gpt2.yaml:34: position_embedding
         self.wpe = PositionEmbedding(1024, 768, placement=PLACEMENT)
-        # gpt2.yaml:32: repeat
+        # gpt2.yaml:35: repeat
         self.h = nn.ModuleList([HLayer(placement=PLACEMENT) for _ in range(12)])
-        # gpt2.yaml:46: layernorm
+        # gpt2.yaml:49: layernorm
         self.ln_f = LayerNorm(768, eps=1e-05, placement=PLACEMENT)
-        # gpt2.yaml:47: lm_head
+        # gpt2.yaml:50: lm_head
         self.lm_head = LMHead(50257, 50257, placement=PLACEMENT)
 
     def forward(self, input_ids: flow.Tensor) -> flow.Tensor:

@@ -14,11 +14,14 @@ Usage, in a script started by `python -m oneflow.distributed.launch --nproc_per_
 
 from .model import Model, random_inputs, random_labels
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
+from .training import EvalGraph, TrainGraph
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
+    "EvalGraph",
     "Model",
+    "TrainGraph",
     "WorldSizeError",
     "launch_help",
     "random_inputs",

@@ -23,17 +23,17 @@ from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
 
 class BlocksLayer(nn.Module):
-    """One repetition of `blocks` (vit_base16.yaml:35)."""
+    """One repetition of `blocks` (vit_base16.yaml:38)."""
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # vit_base16.yaml:42: layernorm
+        # vit_base16.yaml:45: layernorm
         self.norm1 = LayerNorm(768, eps=1e-06, placement=placement)
-        # vit_base16.yaml:43: attention
+        # vit_base16.yaml:46: attention
         self.attn = SelfAttention(768, 12, placement=placement)
-        # vit_base16.yaml:47: layernorm
+        # vit_base16.yaml:50: layernorm
         self.norm2 = LayerNorm(768, eps=1e-06, placement=placement)
-        # vit_base16.yaml:48: mlp
+        # vit_base16.yaml:51: mlp
         self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
@@ -62,19 +62,19 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         check_world_size()
-        # vit_base16.yaml:27: patch_embedding
+        # vit_base16.yaml:30: patch_embedding
         self.patch_embed = PatchEmbedding(3, 768, 16, placement=PLACEMENT)
-        # vit_base16.yaml:34: position_embedding
+        # vit_base16.yaml:37: position_embedding
         self.pos_embed = PositionEmbedding(197, 768, placement=PLACEMENT)
-        # vit_base16.yaml:35: repeat
+        # vit_base16.yaml:38: repeat
         self.blocks = nn.ModuleList(
             [BlocksLayer(placement=PLACEMENT) for _ in range(12)]
         )
-        # vit_base16.yaml:49: layernorm
+        # vit_base16.yaml:52: layernorm
         self.norm = LayerNorm(768, eps=1e-06, placement=PLACEMENT)
-        # vit_base16.yaml:50: select_token
+        # vit_base16.yaml:53: select_token
         self.class_token = SelectToken(0)
-        # vit_base16.yaml:51: linear
+        # vit_base16.yaml:54: linear
         self.head = ReplicatedLinear(768, 1000, placement=PLACEMENT)
 
     def forward(self, images: flow.Tensor) -> flow.Tensor:

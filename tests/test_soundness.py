@@ -1,0 +1,183 @@
+"""What specc accepts runs, and what it refuses really fails: both under OneFlow's launcher.
+
+The sample is drawn from random.Random(SEED), SEED being $SPECC_FUZZ_SEED or today's
+date (YYYYMMDD), so a day's runs are alike, each day tries new specs, and a failure
+names the seed and the spec to replay it.
+
+* test_accepted_specs_run (C): random accepted specs (features <= 32, batch <= 16, on
+  1, 2 and 4 processes) are built and run by tests/launch/soundness.py, one launch per
+  world size: parameters and output have the planned SBP and local shapes, and forward,
+  backward and three SGD steps match a single-process twin (tests/launch/parity.py).
+  No spec may fail with a shape or SBP error.
+* test_refused_mistakes_really_fail (D): random specs with exactly one divisibility or
+  shape mistake are refused with that one error, and the mistake, forced into plain
+  OneFlow code in one launch on 4 processes, really goes wrong. OneFlow 0.9 splits an
+  uneven size unevenly instead of failing: 10 rows over 4 ranks are held as 3, 3, 2, 2,
+  so the per-rank shapes specc's plan states (size // group on every rank) would be
+  false on some rank, and layers that assume equal parts would disagree (for a `row`
+  linear the partial sums still add up, only the shapes differ). With fewer rows than
+  ranks it is worse: to_global raises "(1 vs 2)" on some ranks while the others abort
+  ("Check failed: bs.At(id).size() > 0"), so such cases are left out of the one
+  launch. A shape mismatch makes
+  OneFlow raise on every rank: matmul "RuntimeError: (8 vs 7)", layer_norm "Given
+  normalized_shape=(5,), expected input with shape [*, 5,], but got input of size ...".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import time
+
+import pytest
+
+from tests.fuzz.strategies import RUN, RandomChooser, draw_case, single_mistake
+from tests.support.cli import specc
+from tests.support.launcher import launch
+from tests.support.paths import REPO
+
+pytest.importorskip("oneflow", reason="OneFlow is needed to run generated packages")
+pytestmark = pytest.mark.launcher
+
+SEED = int(os.environ.get("SPECC_FUZZ_SEED") or datetime.date.today().strftime("%Y%m%d"))
+DRIVER = REPO / "tests" / "launch" / "soundness.py"
+PER_WORLD = {1: 12, 2: 14, 4: 16}
+MISTAKES = {"col": 2, "row": 2, "batch": 2, "in_features": 2, "features": 2}
+# Packages the harness itself imports under these names.
+HARNESS = {"parity", "soundness"}
+
+
+def replay(seed: int) -> str:
+    return f"SPECC_FUZZ_SEED={seed}"
+
+
+def has_parameters(layer) -> bool:
+    return layer.kind == "linear" or (layer.kind == "layernorm" and layer.affine is not False)
+
+
+def draw_accepted(tmp_path) -> dict[int, list[tuple[str, str]]]:
+    """Build PER_WORLD accepted random specs per world size: {world: [(package, spec)]}."""
+    ch = RandomChooser(random.Random(SEED))
+    chosen: dict[int, list[tuple[str, str]]] = {world: [] for world in PER_WORLD}
+    for index in range(2000):
+        if all(len(chosen[w]) >= n for w, n in PER_WORLD.items()):
+            break
+        case = draw_case(ch, RUN, mutate_percent=0, plain=index % 2 == 0)
+        world, package = case.draft.world, case.draft.package
+        if not any(has_parameters(layer) for layer in case.draft.layers):
+            continue  # parity's backward pass needs something that takes a gradient
+        taken = {name for name, _ in chosen[world]}
+        if len(chosen[world]) >= PER_WORLD[world] or package in taken | HARNESS:
+            continue
+        out = tmp_path / f"world{world}"
+        spec = tmp_path / "specs" / f"{index}.yaml"
+        spec.parent.mkdir(exist_ok=True)
+        spec.write_text(case.text, encoding="utf-8")
+        run = specc("build", str(spec), "-o", str(out))
+        assert run.code in (0, 2), f"seed {SEED}: exit {run.code}\n{run.stderr}\n{case.text}"
+        if run.code != 0:
+            continue  # a tricky name refused
+        plan = specc("plan", "--json", str(spec))
+        (out / f"{package}.json").write_text(plan.stdout, encoding="utf-8")
+        chosen[world].append((package, case.text))
+    assert all(len(chosen[w]) == n for w, n in PER_WORLD.items()), (SEED, chosen)
+    return chosen
+
+
+def test_accepted_specs_run(tmp_path):
+    started = time.monotonic()
+    chosen = draw_accepted(tmp_path)
+    failures = []
+    timings = {}
+    for world, packages in chosen.items():
+        out = tmp_path / f"world{world}"
+        arguments = [f"{package}={out / package}.json" for package, _ in packages]
+        began = time.monotonic()
+        run = launch(
+            world, [str(DRIVER), "parity", *arguments], pythonpath=[out], cwd=out, timeout=400
+        )
+        timings[world] = round(time.monotonic() - began, 1)
+        records = run.records()
+        for package, text in packages:
+            mine = [r for r in records if r.get("package") == package]
+            errors = sorted({e for r in mine for e in r["errors"]})
+            if len(mine) != world:
+                errors.append(f"{len(mine)} of {world} ranks reported (exit {run.returncode})")
+            if errors:
+                where = f"world {world}, package {package}, {replay(SEED)}"
+                failures.append(f"{where}:\n  " + "\n  ".join(errors) + f"\n{text}")
+        if run.returncode != 0 and not failures:
+            failures.append(f"world {world}: launch failed, {replay(SEED)}\n{run.explain()}")
+    count = sum(len(p) for p in chosen.values())
+    print(f"seed {SEED}: {count} accepted specs ran, launches {timings}s, "
+          f"{time.monotonic() - started:.1f}s in all")  # fmt: skip
+    assert not failures, "\n\n".join(failures)
+    assert count >= 40
+
+
+def draw_mistakes(tmp_path) -> list[dict]:
+    """Random specs with one mistake each, refused with exactly that error."""
+    ch = RandomChooser(random.Random(SEED + 1))
+    wanted = dict(MISTAKES)
+    cases = []
+    for index in range(5000):
+        if not any(wanted.values()):
+            break
+        case = single_mistake(ch)
+        kind = case.mistake["kind"]
+        if not wanted.get(kind):
+            continue
+        spec = tmp_path / f"mistake{index}.yaml"
+        spec.write_text(case.text, encoding="utf-8")
+        run = specc("validate", "--format", "json", str(spec))
+        errors = [d for d in json.loads(run.stdout) if d["severity"] == "error"]
+        if len(errors) != 1:  # the mistake spilled over into a second one: draw again
+            assert run.code == 2 and errors, f"seed {SEED + 1}: mistake accepted\n{case.text}"
+            continue
+        assert errors[0]["code"] in case.expect, (SEED + 1, errors, case.text)
+        split = split_of(case.mistake)
+        if split and split[0] < split[1]:
+            continue  # fewer rows than ranks: OneFlow aborts the job (see the docstring)
+        wanted[kind] -= 1
+        cases.append({"id": index, "spec": case.text, **case.mistake})
+    assert not any(wanted.values()), (SEED + 1, wanted)
+    return cases
+
+
+def split_of(mistake: dict) -> tuple[int, int] | None:
+    """The size a divisibility mistake splits, and over how many ranks."""
+    return {
+        "col": lambda: (mistake["out_features"], mistake["tensor"]),
+        "row": lambda: (mistake["in_features"], mistake["tensor"]),
+        "batch": lambda: (mistake["batch"], mistake["data"]),
+    }.get(mistake["kind"], lambda: None)()
+
+
+def test_refused_mistakes_really_fail(tmp_path):
+    cases = draw_mistakes(tmp_path)
+    path = tmp_path / "mistakes.json"
+    path.write_text(json.dumps(cases), encoding="utf-8")
+    run = launch(4, [str(DRIVER), "mistakes", str(path)], pythonpath=[tmp_path], cwd=tmp_path)
+    assert run.returncode == 0, run.explain()
+    records = run.records()
+    failures = []
+    for case in cases:
+        mine = [r for r in records if r["case"] == case["id"]]
+        assert len(mine) == 4, (case, mine)
+        held = [r for r in mine if r["in_placement"]]
+        what = f"{case['kind']} mistake (seed {SEED + 1}):\n{case['spec']}\nranks: {held}"
+        if case["kind"] in ("in_features", "features"):
+            if not all(r["error"] for r in mine):
+                failures.append(f"OneFlow accepted the {what}")
+            continue
+        if all(r["error"] for r in held):
+            continue  # OneFlow refused the uneven split outright
+        size, group = split_of(case)
+        parts = [r["local"]["split"] for r in held]
+        # The plan would state size // group on every rank; OneFlow holds ceil or floor.
+        if all(part == size // group for part in parts):
+            failures.append(f"OneFlow split {size} over {group} evenly in the {what}")
+    print(f"seed {SEED + 1}: {len(cases)} refused mistakes forced into OneFlow")
+    assert not failures, "\n\n".join(failures)
