@@ -30,7 +30,7 @@ def balance(weights: Sequence[int], stages: int) -> list[int]:
     prefix = [0]
     for weight in weights:
         prefix.append(prefix[-1] + weight)
-    heaviest = _partition(prefix, stages, lambda previous, part: max(previous, part))[0]
+    heaviest = _partition(prefix, stages, max)[0]
     _, assignment = _partition(
         prefix, stages, lambda previous, part: previous + part * part, limit=heaviest
     )
