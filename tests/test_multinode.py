@@ -7,8 +7,7 @@ parameter's gradient against the same driver launched as 4 processes on one host
 bit for bit, with the same seeds. The small models are also compared with their
 single-process twins inside the multi-node run. Each case is one entry of LAYOUTS:
 the 2D MLPs (data=2 x tensor=2, a tensor group per host) and a pipeline=2 x tensor=2
-MLP (a stage per host), reported as an expected failure, "pending", by a specc that
-rejects pipelines (E305).
+MLP (a stage per host).
 
 Namespaces need Linux, iproute2 and CAP_SYS_ADMIN + CAP_NET_ADMIN (root); elsewhere
 these tests are skipped with the reason. Every wait is bounded: a hung node fails its
@@ -114,8 +113,7 @@ LAYOUTS = [
         ),
         id="data2-tensor2",
     ),
-    # One pipeline stage per host, each stage one tensor group. While specc rejects
-    # pipelines (E305) this case is reported as an expected failure, "pending".
+    # One pipeline stage per host, each stage one tensor group.
     pytest.param(
         Layout(
             specs=(Spec(PIPELINE_2X2, twin=True),),
@@ -146,9 +144,6 @@ def build(layout: Layout, out: Path) -> Built:
             path = out / f"inline_{index}.yaml"
             path.write_text(spec.source, encoding="utf-8")
         result = specc("build", str(path), "-o", str(out))
-        if result.code != 0 and "error[E305]" in result.stderr:
-            error = next(line for line in result.stderr.splitlines() if "error[E305]" in line)
-            pytest.xfail(f"pending, specc does not support this yet: {error}")
         assert result.code == 0, result.stderr
         plan_run = specc("plan", "--json", str(path))
         assert plan_run.code == 0, plan_run.stderr
