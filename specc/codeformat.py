@@ -13,17 +13,20 @@ LINE_LENGTH = 88  # ruff's default
 
 
 def call_lines(
-    indent: int, head: str, arguments: Sequence[str], tail: str = ")"
+    indent: int, head: str, arguments: Sequence[str], tail: str = ")", opener: str = "("
 ) -> tuple[str, ...]:
-    """`head(arguments)` (head ends before the parenthesis) at `indent` spaces."""
+    """`head(arguments)` (head ends before the bracket) at `indent` spaces.
+
+    `opener` and `tail` let the same layout serve lists (`[`, `]`) and signatures.
+    """
     pad, inner = " " * indent, " " * (indent + 4)
-    one = f"{pad}{head}({', '.join(arguments)}{tail}"
+    one = f"{pad}{head}{opener}{', '.join(arguments)}{tail}"
     if len(one) <= LINE_LENGTH or not arguments:
         return (one,)
     hugged = f"{inner}{', '.join(arguments)}"
     if len(hugged) <= LINE_LENGTH:
-        return (f"{pad}{head}(", hugged, f"{pad}{tail}")
-    return (f"{pad}{head}(", *(f"{inner}{a}," for a in arguments), f"{pad}{tail}")
+        return (f"{pad}{head}{opener}", hugged, f"{pad}{tail}")
+    return (f"{pad}{head}{opener}", *(f"{inner}{a}," for a in arguments), f"{pad}{tail}")
 
 
 def import_lines(module: str, names: Sequence[str]) -> tuple[str, ...]:

@@ -28,7 +28,29 @@ _MODULE_ATTRIBUTES = frozenset(
 # Names the generated modules use themselves.
 _GENERATED = frozenset("self flow nn math oneflow model parallel layers main".split())
 # Package names that would shadow what the generated code or its user imports.
-_PACKAGES = frozenset(sys.stdlib_module_names) | {"oneflow", "specc", "numpy", "test", "tests"}
+# OneFlow imports rich and google (protobuf) itself; the rest are common neighbours.
+_PACKAGES = frozenset(sys.stdlib_module_names) | {
+    "google",
+    "jinja2",
+    "libai",
+    "numpy",
+    "nvidia",
+    "oneflow",
+    "pip",
+    "pkg_resources",
+    "pydantic",
+    "pytest",
+    "requests",
+    "rich",
+    "setuptools",
+    "specc",
+    "test",
+    "tests",
+    "torch",
+    "tqdm",
+    "typing_extensions",
+    "yaml",
+}
 
 
 # Letters from other scripts that look like Latin ones; a name that uses them reads

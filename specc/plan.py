@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from specc.codeformat import import_lines
+from specc.codeformat import call_lines, import_lines
 
 Sbp = tuple[str, ...]
 Shape = tuple[int, ...]
@@ -214,6 +214,10 @@ class Launch:
     single: str  # the command for one machine
     single_fits_one_line: bool  # whether `LAUNCH_COMMAND = "..."` fits one line
     node_counts: tuple[int, ...]  # machine counts > 1 that keep every tensor group on one
+
+    @property
+    def node_counts_lines(self) -> tuple[str, ...]:
+        return call_lines(0, "NODE_COUNTS = ", [str(n) for n in self.node_counts], "]", "[")
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,12 @@ def text(
 
 
 def _line(text: str | None, number: int) -> str | None:
-    lines = text.splitlines() if text is not None else []
-    return lines[number - 1] if 0 < number <= len(lines) else None
+    """Line `number` as YAML counts lines; characters a terminal cannot show are replaced."""
+    lines = text.replace("\r\n", "\n").split("\n") if text is not None else []
+    if not 0 < number <= len(lines):
+        return None
+    line = lines[number - 1].lstrip("\ufeff") if number == 1 else lines[number - 1]
+    return "".join(c if c.isprintable() or c == "\t" else "\N{REPLACEMENT CHARACTER}" for c in line)
 
 
 def summary(diagnostics: Sequence[Diagnostic]) -> str:

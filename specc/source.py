@@ -88,9 +88,16 @@ def read_text(path: str, diagnostics: Diagnostics) -> str | None:
 
 def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
     """Parse YAML `text` (shown to users as `file`) into a `Document`."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        _report_forbidden_character(exc, text, file, diagnostics)
+        return None
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        _report_forbidden_character(exc, text, file, diagnostics)
+        return None
     except yaml.MarkedYAMLError as exc:
         _report_syntax_error(exc, file, diagnostics)
         return None
@@ -122,6 +129,23 @@ _SYNTAX_HELP = {
     "found character '\\t' that cannot start any token": "indent with spaces; YAML forbids tabs",
     "mapping values are not allowed here": "quote a value that holds ': ', or fix the indent",
 }
+
+
+def _report_forbidden_character(
+    exc: yaml.reader.ReaderError, text: str, file: str, diagnostics: Diagnostics
+) -> None:
+    """YAML allows no control characters (form feeds, NULs, ...) anywhere in a file."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    diagnostics.error(
+        "E100",
+        f"YAML syntax error: the file holds the control character U+{code:04X}, which "
+        "YAML does not allow",
+        Span(file, line, column, line, column + 1),
+        help="delete it (editors often show it as ^L or a box)",
+    )
 
 
 def _report_syntax_error(exc: yaml.MarkedYAMLError, file: str, diagnostics: Diagnostics) -> None:

@@ -78,6 +78,7 @@ _LAYER_CLASSES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "LMHead": ("layers/lm_head.py.jinja", ("COLUMN_SPLIT",), ()),
     "cross_entropy": ("layers/cross_entropy.py.jinja", (), ()),
 }
+MAX_WORLD = 65536  # processes in one mesh; more is a typo, not a cluster
 _USE_MATH = {"LinearBase", "PatchEmbedding", "SelfAttention"}
 _NO_PLACEMENT = {"SelectToken"}  # layer classes that hold no tensors
 _CONSTANT_COMMENTS = {
@@ -313,6 +314,15 @@ class Lowering(LayerRules):
                 help=f"set world_size: {world}, or change the parallel sizes so their product "
                 f"is {parallel.world_size}",
             )
+        if world > MAX_WORLD:
+            self.error(
+                "E204",
+                f"data {self.data} x tensor {self.tensor} x pipeline {self.pipeline} = {world:,} "
+                f"processes; specc plans meshes of at most {MAX_WORLD:,}",
+                ("parallel",),
+                help="use smaller parallel sizes",
+            )
+            return Mesh(self.data, self.tensor, self.pipeline, self.spec.device, self.axes, ())
         stages = tuple(Stage(s, self.stage_ranks(s)) for s in range(self.pipeline))
         return Mesh(self.data, self.tensor, self.pipeline, self.spec.device, self.axes, stages)
 
@@ -336,9 +346,13 @@ class Lowering(LayerRules):
         single = (
             f"python -m oneflow.distributed.launch --nproc_per_node {world} -m {self.spec.name}"
         )
+        # ruff leaves a string that does not fit even in parentheses on one line.
         fits = len(f'LAUNCH_COMMAND = "{single}"') <= LINE_LENGTH
+        fits = fits or len(f'    "{single}"') > LINE_LENGTH
         nodes = tuple(
-            n for n in range(2, world + 1) if world % n == 0 and (world // n) % self.tensor == 0
+            n
+            for n in range(2, min(world, MAX_WORLD) + 1)
+            if world % n == 0 and (world // n) % self.tensor == 0
         )
         return Launch(single, fits, nodes)
 

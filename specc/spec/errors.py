@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from specc import names
 from specc.diagnostics import Diagnostics
 from specc.source import Document, YamlPath
 from specc.spec.models import LAYER_KINDS
@@ -139,13 +140,13 @@ def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics
         )
     else:
         raw = given.get("kind") if isinstance(given, dict) else None
+        shown = names.shown(raw) if isinstance(raw, str) else _show(raw)
         tag = str(ctx.get("tag"))
         close = _closest(tag, LAYER_KINDS)
         hint = f"did you mean `{close}`? " if close else ""
         out.error(
             "E205",
-            f"unknown layer kind {_show(raw) if not isinstance(raw, str) else f'`{tag}`'} "
-            f"in {where}",
+            f"unknown layer kind {shown} in {where}",
             document.span((*path, "kind")),
             f"{hint}valid kinds: {tags}",
         )

@@ -18,7 +18,7 @@ from .training import TrainGraph
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gpt2", description=__doc__.splitlines()[0]
+        prog=f"python -m {__package__}", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--launch-help", action="store_true", help="print the launch commands and exit"

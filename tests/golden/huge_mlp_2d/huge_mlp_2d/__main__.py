@@ -17,7 +17,7 @@ from .parallel import WorldSizeError, launch_help
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m huge_mlp_2d", description=__doc__.splitlines()[0]
+        prog=f"python -m {__package__}", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--launch-help", action="store_true", help="print the launch commands and exit"

@@ -20,7 +20,7 @@ OUTPUT_STAGE = 1  # the pipeline stage that computes the output
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mlp_pipeline", description=__doc__.splitlines()[0]
+        prog=f"python -m {__package__}", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--launch-help", action="store_true", help="print the launch commands and exit"
