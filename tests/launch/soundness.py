@@ -19,7 +19,6 @@ import traceback
 
 import oneflow as flow
 import oneflow.nn.functional as F
-
 import parity  # tests/launch/parity.py, beside this file
 
 B = flow.sbp.broadcast
@@ -71,26 +70,37 @@ def force(case: dict) -> dict:
     case = {"data": 1, "tensor": 1, **case}
     data_split = S(0) if case.get("input_split", "data") == "data" else B
     if kind == "col":
-        x = flow.randn(case["batch"], case["in_features"], placement=where, sbp=nd(case, data_split, B))
+        x = flow.randn(
+            case["batch"], case["in_features"], placement=where, sbp=nd(case, data_split, B)
+        )
         weight = flow.empty(
             (case["out_features"], case["in_features"]), placement=where, sbp=nd(case, B, S(0))
         )
         y = flow.matmul(x, weight, transpose_b=True)
         return {"weight": shape(weight), "output": shape(y), "split": shape(weight)[0]}
     if kind == "row":
-        whole = flow.randn(case["batch"], case["in_features"], placement=where, sbp=nd(case, data_split, B))
+        whole = flow.randn(
+            case["batch"], case["in_features"], placement=where, sbp=nd(case, data_split, B)
+        )
         x = whole.to_global(sbp=nd(case, data_split, S(1)))
         weight = flow.empty(
             (case["out_features"], case["in_features"]), placement=where, sbp=nd(case, B, S(1))
         )
         y = flow.matmul(x, weight, transpose_b=True).to_global(sbp=nd(case, data_split, B))
-        return {"x": shape(x), "weight": shape(weight), "output": shape(y), "split": shape(weight)[1]}
+        return {
+            "x": shape(x),
+            "weight": shape(weight),
+            "output": shape(y),
+            "split": shape(weight)[1],
+        }
     if kind == "batch":
         x = flow.randn(case["batch"], case["features"], placement=where, sbp=nd(case, S(0), B))
         return {"x": shape(x), "split": shape(x)[0]}
     x = flow.randn(case["batch"], case["previous"], placement=where, sbp=nd(case, B, B))
     if kind == "in_features":
-        weight = flow.randn(case["out_features"], case["in_features"], placement=where, sbp=nd(case, B, B))
+        weight = flow.randn(
+            case["out_features"], case["in_features"], placement=where, sbp=nd(case, B, B)
+        )
         return {"output": shape(flow.matmul(x, weight, transpose_b=True))}
     if kind == "features":
         return {"output": shape(F.layer_norm(x, (case["features"],)))}

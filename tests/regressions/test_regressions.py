@@ -1,0 +1,159 @@
+"""Specs the fuzzer (tests/test_fuzz.py, tests/test_soundness.py) found specc mishandling.
+
+Each YAML file here is a reproducer; its first lines say what went wrong, and its test
+states the behaviour specc has had since the fix. A bug not fixed yet gets a test
+marked xfail(strict=True) and an entry in tests/fuzz/known.py, which keeps the random
+tests away from it meanwhile; once specc is fixed the test XPASSes, which fails the
+run: then drop the marker and the entry. All bugs found so far are fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import specc
+
+HERE = Path(__file__).parent
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+TESTED: set[str] = set()
+
+
+def spec(name: str) -> str:
+    TESTED.add(name)
+    assert (HERE / name).is_file(), name
+    return name
+
+
+def validate(name: str, *options: str):
+    return specc("validate", *options, spec(name), cwd=HERE)
+
+
+def build(name: str, out: Path):
+    return specc("build", spec(name), "-o", str(out), cwd=HERE)
+
+
+def test_nonprintable_character_is_a_located_error():
+    """Was: PyYAML's reader raised outside specc's try block, exit 3 with a traceback."""
+    run = validate("nonprintable_in_comment.yaml")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("nonprintable_in_comment.yaml:1:41: error[E100]: "), run.stderr
+
+
+def test_huge_mesh_is_answered_within_bounds():
+    """Was: lowering built all 4,294,967,296 ranks: MemoryError, exit 3."""
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "specc", "validate", spec("huge_mesh.yaml")],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=cap_memory,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.startswith("huge_mesh.yaml:5:11: error[E204]: "), result.stderr
+
+
+def test_world_size_can_be_stated(tmp_path):
+    """Was: a 131072-rank mesh was valid, but an error once its world_size was stated."""
+    text = (HERE / spec("world_size_cap.yaml")).read_text(encoding="utf-8")
+    stated = tmp_path / "stated.yaml"
+    stated.write_text(text.replace("tensor: 2}", "tensor: 2, world_size: 131072}"))
+    assert "world_size: 131072" in stated.read_text()
+    unsaid, said = validate("world_size_cap.yaml"), specc("validate", str(stated))
+    assert unsaid.code == said.code, (unsaid.stderr, said.stderr)
+
+
+@pytest.mark.parametrize("name", ["version_true.yaml", "version_float.yaml"])
+def test_format_version_is_strict(name):
+    """Was: pydantic's Literal[1] accepted true and 1.0 (both == 1)."""
+    run = validate(name)
+    assert run.code == 2, run.stderr
+    assert f"{name}:2:8: error[E20" in run.stderr
+
+
+def test_too_long_a_list_is_e209():
+    """Was: E202 in pydantic's words ("List should have at most 8 items ...")."""
+    run = validate("shape_nine_dims.yaml")
+    assert run.code == 2
+    assert "error[E209]" in run.stderr and "should have" not in run.stderr, run.stderr
+
+
+def test_messages_stay_on_one_line():
+    """Was: the E205 message quoted an unknown kind raw, line breaks included."""
+    run = validate("kind_with_newline.yaml", "--format", "json")
+    records = json.loads(run.stdout)
+    assert [r["code"] for r in records] == ["E205", "E205"]
+    assert not [r["message"] for r in records if _LINE_BREAK.search(r["message"])]
+
+
+def test_source_line_is_shown_for_cr_line_ends():
+    """Was: the report split lines on \\n only, YAML also on a lone \\r (and U+0085,
+    U+2028, U+2029): the source line under a diagnostic was missing or another line."""
+    run = validate("cr_line_ends.yaml")
+    assert run.stderr.startswith("cr_line_ends.yaml:8:18: error[E200]: "), run.stderr
+    assert "\n8 |   - {kind: relu, bad: 1}\n" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("node_counts_long_line.yaml", ["format", "--check"]),
+        ("layernorm_without_linear.yaml", ["check"]),
+        ("long_package_name.yaml", ["format", "--check"]),
+    ],
+)
+def test_generated_code_is_clean_for_ruff(name, command, tmp_path):
+    """Was: NODE_COUNTS on one line; `import math` unused; lines ruff rewraps."""
+    run = build(name, tmp_path)
+    assert run.code == 0, run.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--isolated", "--no-cache", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["rich_package.yaml", "google_package.yaml"])
+def test_accepted_package_names_can_be_imported_beside_oneflow(name, tmp_path):
+    """Was: accepted, then `import oneflow` failed (rich) or found another package (google)."""
+    run = build(name, tmp_path)
+    if run.code == 2:  # refusing the name is a fix, if it says where and why
+        assert run.stderr.startswith(f"{name}:4:7: error[E207]: "), run.stderr
+        return
+    pytest.importorskip("oneflow", reason="OneFlow is needed to import generated packages")
+    assert run.code == 0, run.stderr
+    package = name.removesuffix("_package.yaml")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import oneflow, {package}; print(oneflow.__version__, {package}.Model.__name__)",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0 and "Model" in result.stdout, result.stderr[-2000:]
+
+
+def test_every_reproducer_has_a_test():
+    """Runs last in this file: every YAML here was used by a test above."""
+    assert {p.name for p in HERE.glob("*.yaml")} <= TESTED
