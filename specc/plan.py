@@ -212,7 +212,7 @@ class Loss:
 @dataclass(frozen=True, slots=True)
 class Launch:
     single: str  # the command for one machine
-    single_fits_one_line: bool  # whether `LAUNCH_COMMAND = "..."` fits one line
+    single_fits_one_line: bool  # write `LAUNCH_COMMAND = "..."` unwrapped, as ruff would
     node_counts: tuple[int, ...]  # machine counts > 1 that keep every tensor group on one
 
     @property

@@ -90,6 +90,11 @@ def test_validate_answers_every_spec():
                 problems.append("a spec valid by construction was refused")
             elif case.expect and not (runs[0].code == 2 and reported & case.expect):
                 problems.append(f"expected one of {sorted(case.expect)}, got {sorted(reported)}")
+            elif case.location and not any(
+                (r["line"], r["column"]) == case.location and r["code"] in case.expect
+                for r in json.loads(runs[1].stdout)
+            ):
+                problems.append(f"expected {sorted(case.expect)} at {case.location}")
         assert not problems, "\n".join([*problems, "--- stderr:", runs[0].stderr])
         seen.add(f"exit {runs[0].code}")
 

@@ -648,7 +648,7 @@ def _dress(ch: Chooser, text: str) -> str:
     footer = ch.pick(("", "", "...\n", "\n\n", "# trailing comment\n"))
     text = header + text + footer
     if ch.chance(15):
-        text = text.replace("\n", "\r\n")
+        text = text.replace("\n", ch.pick(("\r\n", "\r\n", "\r")))
     if ch.chance(5):
         text = text.rstrip("\n")
     return text
@@ -669,6 +669,7 @@ class Case:
     draft: Draft
     mistake: dict[str, Any] | None = None  # the numbers of a semantic mistake (test D)
     file_name: str = "spec.yaml"
+    location: tuple[int, int] | None = None  # (line, column) of an expected diagnostic
 
     def __repr__(self) -> str:
         return f"Case(mutation={self.mutation!r}, expect={self.describe_expect()})\n{self.text}"
@@ -686,6 +687,7 @@ class _Mutated:
     text_edit: Callable[[str], str] | None = None
     expect: frozenset[str] | None = frozenset()
     mistake: dict[str, Any] | None = None
+    location: tuple[int, int] | None = None  # where the expected diagnostic must be
 
 
 def _linears(draft: Draft, split: str | None = None) -> list[int]:
@@ -1218,11 +1220,31 @@ NON_PRINTABLE = ("\x00", "\x07", "\x0b", "\x0c", "\x1b", "\x7f", "\x9f", "\ufffe
 
 
 def _y_non_printable(ch: Chooser, m: _Mutated) -> str:
-    """A character YAML forbids, in a comment (tests/regressions/nonprintable_in_comment)."""
+    """A character YAML forbids anywhere, even in a comment; it is reported where it is.
+
+    (tests/regressions/nonprintable_in_comment.yaml, control_char_after_cr.yaml)
+    """
     char = ch.pick(NON_PRINTABLE)
-    m.text_edit = lambda text: f"# bad {char} char\n" + text
+    position = ch.integer(0, 10**6)
+
+    def edit(text: str) -> str:
+        at = position % (len(text) + 1)
+        m.location = yaml_location(text, at)
+        return text[:at] + char + text[at:]
+
+    m.text_edit = edit
     m.expect = frozenset({"E100"})
     return "non_printable"
+
+
+_YAML_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
+def yaml_location(text: str, index: int) -> tuple[int, int]:
+    """Line and column of text[index] as YAML counts them (a leading BOM takes no column)."""
+    before = _YAML_BREAK.split(text[:index])
+    column = len(before[-1]) + 1 - (len(before) == 1 and before[0].startswith("\ufeff"))
+    return len(before), column
 
 
 YAML_LEVEL = (_y_duplicate_key, _y_tag, _y_text_tag, _y_key, _y_top_level, _y_syntax,
@@ -1338,7 +1360,7 @@ def draw_case(
     if mutation == "none" and draft.tricky:
         expect = None  # a tricky name may be refused; if accepted, it must work
     file_name = FILE_NAMES[0] if plain else ch.pick(FILE_NAMES)
-    return Case(text, mutation, expect, draft, m.mistake, file_name)
+    return Case(text, mutation, expect, draft, m.mistake, file_name, m.location)
 
 
 def _shuffled(ch: Chooser, items: Sequence[T]) -> Iterator[T]:
