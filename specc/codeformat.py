@@ -13,18 +13,25 @@ LINE_LENGTH = 88  # ruff's default
 
 
 def call_lines(
-    indent: int, head: str, arguments: Sequence[str], tail: str = ")", opener: str = "("
+    indent: int,
+    head: str,
+    arguments: Sequence[str],
+    tail: str = ")",
+    opener: str = "(",
+    hug: bool = True,
 ) -> tuple[str, ...]:
     """`head(arguments)` (head ends before the bracket) at `indent` spaces.
 
     `opener` and `tail` let the same layout serve lists (`[`, `]`) and signatures.
+    ruff puts a call's arguments on one indented line when they fit there (`hug`), but
+    never a list literal's items: those go one per line.
     """
     pad, inner = " " * indent, " " * (indent + 4)
     one = f"{pad}{head}{opener}{', '.join(arguments)}{tail}"
     if len(one) <= LINE_LENGTH or not arguments:
         return (one,)
     hugged = f"{inner}{', '.join(arguments)}"
-    if len(hugged) <= LINE_LENGTH:
+    if hug and len(hugged) <= LINE_LENGTH:
         return (f"{pad}{head}{opener}", hugged, f"{pad}{tail}")
     return (f"{pad}{head}{opener}", *(f"{inner}{a}," for a in arguments), f"{pad}{tail}")
 

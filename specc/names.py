@@ -115,6 +115,6 @@ def file_label(path: str) -> str:
 
 def shown(name: str) -> str:
     """`name` as a message quotes it: escaped when it holds what would break the line."""
-    if name.isprintable() and "`" not in name:
+    if name and name.isprintable() and "`" not in name:
         return f"`{name}`"
     return json.dumps(name, ensure_ascii=True)

@@ -217,7 +217,8 @@ class Launch:
 
     @property
     def node_counts_lines(self) -> tuple[str, ...]:
-        return call_lines(0, "NODE_COUNTS = ", [str(n) for n in self.node_counts], "]", "[")
+        counts = [str(n) for n in self.node_counts]
+        return call_lines(0, "NODE_COUNTS = ", counts, "]", "[", hug=False)
 
 
 @dataclass(frozen=True, slots=True)

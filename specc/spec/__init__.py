@@ -122,8 +122,9 @@ def walk_layers(spec: Spec) -> list[LayerRef]:
     def visit(layers: list[Layer], path: YamlPath, scope: YamlPath, prefix: str) -> None:
         for index, layer in enumerate(layers):
             here = (*path, index)
-            name = layer.name or prefix + names.default_layer_name(layer.kind, index)
-            found.append(LayerRef(here, layer, name, layer.name is not None, scope))
+            given = layer.name is not None
+            name = layer.name if given else prefix + names.default_layer_name(layer.kind, index)
+            found.append(LayerRef(here, layer, name, given, scope))
             if isinstance(layer, Residual):
                 visit(layer.layers, (*here, "layers"), scope, f"{name}_")
             elif isinstance(layer, Repeat):

@@ -8,6 +8,8 @@ regression test XPASSes, fails the run, and the marker and the predicate go.
 Open: none.
 
 Fixed (tests/regressions/ keeps them):
+  empty_layer_name         `name: ""` on a layer was replaced by the default name
+                           instead of being refused (E207)
   cr_line_ends             the text report split lines on \n only, YAML (whose marks
                            place every diagnostic) also on a lone \r, U+0085, U+2028 and
                            U+2029: the source line shown under a diagnostic was missing

@@ -107,6 +107,11 @@ def test_source_line_is_shown_for_cr_line_ends():
     assert "\n8 |   - {kind: relu, bad: 1}\n" in run.stderr, run.stderr
 
 
+def test_empty_layer_name_is_refused():
+    run = validate("empty_layer_name.yaml")
+    assert run.stderr.startswith("empty_layer_name.yaml:8:59: error[E207]: "), run.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "command"),
     [
