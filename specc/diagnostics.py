@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 
 from specc.codes import CODES
@@ -58,10 +59,14 @@ class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
 
     def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
-        self.items.append(Diagnostic(Severity.ERROR, code, message, span, help))
+        self.items.append(
+            Diagnostic(Severity.ERROR, code, _one_line(message), span, _one_line(help))
+        )
 
     def warning(self, code: str, message: str, span: Span, help: str | None = None) -> None:
-        self.items.append(Diagnostic(Severity.WARNING, code, message, span, help))
+        self.items.append(
+            Diagnostic(Severity.WARNING, code, _one_line(message), span, _one_line(help))
+        )
 
     def extend(self, other: Diagnostics) -> None:
         self.items.extend(other.items)
@@ -89,6 +94,17 @@ class Diagnostics:
 
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.items, key=lambda d: d.sort_key)
+
+
+# A diagnostic is one line by contract (`file:line:col: ...`); a name from the spec
+# may hold a line break, which is shown escaped instead.
+_LINE_BREAK = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _one_line(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return _LINE_BREAK.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 class SpecError(Exception):

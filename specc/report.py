@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 
 from specc.diagnostics import Diagnostic, Severity
+from specc.source import LINE_BREAKS
 
 FORMATS = ("text", "json", "github")
 
@@ -48,13 +48,9 @@ def text(
     return "\n".join(blocks) + ("\n" if blocks else "")
 
 
-# The line breaks YAML counts (and so every span); str.splitlines() knows more.
-_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
 def _line(text: str | None, number: int) -> str | None:
     """Line `number` as YAML counts lines; characters a terminal cannot show are replaced."""
-    lines = _LINE_BREAKS.split(text) if text is not None else []
+    lines = LINE_BREAKS.split(text) if text is not None else []
     if not 0 < number <= len(lines):
         return None
     line = lines[number - 1].lstrip("\ufeff") if number == 1 else lines[number - 1]

@@ -12,6 +12,7 @@ Nothing here knows what a valid spec looks like; that is `specc.spec`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -21,6 +22,8 @@ import yaml
 from specc.diagnostics import Diagnostics, Span
 
 MAX_BYTES = 8 * 1024 * 1024
+# The line breaks YAML counts, and so every position it reports.
+LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 MAX_DEPTH = 64
 MAX_NODES = 200_000
 
@@ -135,9 +138,9 @@ def _report_forbidden_character(
     exc: yaml.reader.ReaderError, text: str, file: str, diagnostics: Diagnostics
 ) -> None:
     """YAML allows no control characters (form feeds, NULs, ...) anywhere in a file."""
-    before = text[: exc.position]
-    line = before.count("\n") + 1
-    column = exc.position - (before.rfind("\n") + 1) + 1
+    breaks = list(LINE_BREAKS.finditer(text, 0, exc.position))
+    line = len(breaks) + 1
+    column = exc.position - (breaks[-1].end() if breaks else 0) + 1
     code = exc.character if isinstance(exc.character, int) else ord(exc.character)
     diagnostics.error(
         "E100",

@@ -8,6 +8,8 @@ regression test XPASSes, fails the run, and the marker and the predicate go.
 Open: none.
 
 Fixed (tests/regressions/ keeps them):
+  name_with_newline        a refused name holding a line break was quoted raw by the
+                           messages of lowering (W501, E303, ...), breaking their line
   empty_layer_name         `name: ""` on a layer was replaced by the default name
                            instead of being refused (E207)
   cr_line_ends             the text report split lines on \n only, YAML (whose marks

@@ -112,6 +112,13 @@ def test_empty_layer_name_is_refused():
     assert run.stderr.startswith("empty_layer_name.yaml:8:59: error[E207]: "), run.stderr
 
 
+def test_messages_quoting_refused_names_stay_on_one_line():
+    run = validate("name_with_newline.yaml", "--format", "json")
+    records = json.loads(run.stdout)
+    assert {"E207", "W501", "E303"} <= {r["code"] for r in records}, records
+    assert not [r["message"] for r in records if _LINE_BREAK.search(r["message"])]
+
+
 @pytest.mark.parametrize(
     ("name", "command"),
     [
