@@ -5,10 +5,12 @@ date (YYYYMMDD), so a day's runs are alike, each day tries new specs, and a fail
 names the seed and the spec to replay it.
 
 * test_accepted_specs_run (C): random accepted specs (features <= 32, batch <= 16, on
-  1, 2 and 4 processes) are built and run by tests/launch/soundness.py, one launch per
-  world size: parameters and output have the planned SBP and local shapes, and forward,
-  backward and three SGD steps match a single-process twin (tests/launch/parity.py).
-  No spec may fail with a shape or SBP error.
+  1, 2 and 4 processes, data/tensor/pipeline meshes, some with `training:` batching or
+  hand-set stages) are built and run by tests/launch/soundness.py, one launch per world
+  size: parameters and output have the planned SBP, stage and local shapes, and
+  forward, backward and SGD steps match a single-process twin (tests/launch/parity.py).
+  No spec may fail with a shape or SBP error. A control package with a falsified plan
+  rides along in the 2-process launch and must be reported.
 * test_refused_mistakes_really_fail (D): random specs with exactly one divisibility or
   shape mistake are refused with that one error, and the mistake, forced into plain
   OneFlow code in one launch on 4 processes, really goes wrong. OneFlow 0.9 splits an
@@ -18,9 +20,9 @@ names the seed and the spec to replay it.
   linear the partial sums still add up, only the shapes differ). With fewer rows than
   ranks it is worse: to_global raises "(1 vs 2)" on some ranks while the others abort
   ("Check failed: bs.At(id).size() > 0"), so such cases are left out of the one
-  launch. A shape mismatch makes
-  OneFlow raise on every rank: matmul "RuntimeError: (8 vs 7)", layer_norm "Given
-  normalized_shape=(5,), expected input with shape [*, 5,], but got input of size ...".
+  launch. A shape mismatch makes OneFlow raise on every rank: matmul "RuntimeError:
+  (8 vs 7)", layer_norm "Given normalized_shape=(5,), expected input with shape
+  [*, 5,], but got input of size oneflow.Size([6, 8])".
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ xfail(strict=True), and add a predicate here that recognises such cases, so the 
 tests skip them (and stay able to find other bugs) until the fix lands: then the
 regression test XPASSes, fails the run, and the marker and the predicate go.
 
-Open: none.
+Open:
+  control_char_after_bom   a control character on line 1 of a file starting with a BOM
+                           is reported one column to the right (the BOM is counted)
 
 Fixed (tests/regressions/ keeps them):
   name_with_newline        a refused name holding a line break was quoted raw by the
@@ -15,6 +17,8 @@ Fixed (tests/regressions/ keeps them):
   cr_line_ends             the text report split lines on \n only, YAML (whose marks
                            place every diagnostic) also on a lone \r, U+0085, U+2028 and
                            U+2029: the source line shown under a diagnostic was missing
+  control_char_after_cr    a control character was located counting only \n as a line
+                           break (1:138 for 3:7 in a file with lone CR line ends)
   nonprintable_in_comment  a control character made PyYAML raise outside specc's try:
                            exit 3 and a traceback instead of a located E100
   huge_mesh                lowering built every rank and looped over every node count:
@@ -37,14 +41,21 @@ Fixed (tests/regressions/ keeps them):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 # SPECC_FUZZ_KNOWN=1: do not skip anything, to see whether the open bugs are still there.
 AVOID = os.environ.get("SPECC_FUZZ_KNOWN") != "1"
 
+_BOM_THEN_CONTROL = re.compile(
+    "\ufeff[^\n\r\x85\u2028\u2029]*[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]"
+)
+
 # (regression file, predicate on a tests.fuzz.strategies.Case), one per open bug.
-OPEN: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+OPEN: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("control_char_after_bom.yaml", lambda case: bool(_BOM_THEN_CONTROL.match(case.text))),
+)
 
 
 def open_bugs(case: Any) -> list[str]:

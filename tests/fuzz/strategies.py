@@ -1212,6 +1212,8 @@ def _y_syntax(ch: Chooser, m: _Mutated) -> str:
     else:
         m.text_edit = lambda text: text + "name x: : y\n"
     m.expect = frozenset({"E100"})
+    if choice == "quote":  # a later `"` (in a comment, say) may close it: then a bad name
+        m.expect |= E2
     return "syntax_" + choice
 
 

@@ -4,7 +4,7 @@ Each YAML file here is a reproducer; its first lines say what went wrong, and it
 states the behaviour specc has had since the fix. A bug not fixed yet gets a test
 marked xfail(strict=True) and an entry in tests/fuzz/known.py, which keeps the random
 tests away from it meanwhile; once specc is fixed the test XPASSes, which fails the
-run: then drop the marker and the entry. All bugs found so far are fixed.
+run: then drop the marker and the entry.
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ def test_nonprintable_character_is_a_located_error():
     run = validate("nonprintable_in_comment.yaml")
     assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith("nonprintable_in_comment.yaml:1:41: error[E100]: "), run.stderr
+
+
+def test_control_character_after_lone_cr_line_ends_is_located_where_it_is():
+    """Was: placed at 1:138, only \\n counting as a line break."""
+    run = validate("control_char_after_cr.yaml")
+    assert run.stderr.startswith("control_char_after_cr.yaml:3:7: error[E100]: "), run.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="source.py's _report_forbidden_character counts a leading BOM as a column, "
+    "which YAML's marks (and the line shown, BOM stripped) do not",
+)
+def test_control_character_after_a_bom_is_located_where_it_is():
+    run = validate("control_char_after_bom.yaml")
+    assert run.stderr.startswith("control_char_after_bom.yaml:1:46: error[E100]: "), run.stderr
 
 
 def test_huge_mesh_is_answered_within_bounds():
