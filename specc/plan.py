@@ -335,7 +335,8 @@ def _steps_text(steps: tuple[Step, ...]) -> list[str]:
     for step in steps:
         if isinstance(step, LayerStep):
             lines.append(
-                f"  {step.name} ({step.kind}, {step.module}) at {step.source}, stage {step.stage}"
+                f"  {step.name} ({step.kind}, {step.module}) at {step.source}"
+                + ("" if step.stage is None else f", stage {step.stage}")
             )
             width = max([len(p.name) for p in step.params] + [6]) + 1
             lines += [f"    {p.name:<{width}}{_layout_text(p.layout)}" for p in step.params]

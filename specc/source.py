@@ -141,6 +141,8 @@ def _report_forbidden_character(
     breaks = list(LINE_BREAKS.finditer(text, 0, exc.position))
     line = len(breaks) + 1
     column = exc.position - (breaks[-1].end() if breaks else 0) + 1
+    if not breaks and text.startswith("\ufeff"):
+        column -= 1  # YAML's marks, which place every other diagnostic, skip a BOM
     code = exc.character if isinstance(exc.character, int) else ord(exc.character)
     diagnostics.error(
         "E100",

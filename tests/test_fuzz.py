@@ -1,13 +1,16 @@
 """Random specs through the CLI: located diagnostics or a clean, deterministic build.
 
-Specs come from tests/fuzz/strategies.py: valid by construction, then (often) broken by
-one mutation that knows which codes specc must report. Hypothesis draws them; set
+Specs come from tests/fuzz/strategies.py (chains of linears, norms and activations) and
+tests/fuzz/stacks.py (transformer stacks: embeddings, attention, mlp, residual, repeat,
+heads, loss), some with `sizes:` and `${...}`: valid by construction, then (often)
+broken by one mutation that knows which codes specc must report. Hypothesis draws them; set
 SPECC_FUZZ_SEED=<int> to replay one run's examples (a failure prints its spec, and
 hypothesis keeps failing examples in .hypothesis/ and replays them first).
 
 * test_validate_answers_every_spec (A): exit 0 or 2, never 3 or a traceback; every
   diagnostic located on a line and column of the file, in every format; the codes a
-  mutation calls for are reported; a spec valid by construction is accepted.
+  mutation calls for are reported; a spec valid by construction is accepted; every
+  layer kind occurs in some accepted spec.
 * test_accepted_specs_build (B): a spec specc accepts builds twice to identical bytes,
   every file compiles, and a sample passes `ruff check` and `ruff format --check`.
 * test_generated_code_holds_only_plan_words (7): every identifier of the generated code
@@ -32,6 +35,7 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import seed as hypothesis_seed
 
 from specc import names
+from specc.spec.models import LAYER_KINDS
 from tests.fuzz import known, oracle
 from tests.fuzz.strategies import FUZZ, cases
 from tests.support.cli import specc
@@ -71,6 +75,7 @@ class Counter:
 def test_validate_answers_every_spec():
     directory = Path(tempfile.mkdtemp(prefix="specc-fuzz-"))
     seen = Counter()
+    accepted_kinds: set[str] = set()
     started = time.monotonic()
 
     @fuzz_settings(VALIDATE_EXAMPLES)
@@ -97,6 +102,8 @@ def test_validate_answers_every_spec():
                 problems.append(f"expected {sorted(case.expect)} at {case.location}")
         assert not problems, "\n".join([*problems, "--- stderr:", runs[0].stderr])
         seen.add(f"exit {runs[0].code}")
+        if runs[0].code == 0 and case.mutation == "none":
+            accepted_kinds.update(case.draft.kinds())
 
     try:
         validate()
@@ -105,6 +112,8 @@ def test_validate_answers_every_spec():
         seen.report("validate", started)
     assert sum(seen.counts.values()) >= VALIDATE_EXAMPLES
     assert seen.counts.get("exit 0", 0) >= VALIDATE_EXAMPLES // 10, seen.counts
+    # The generator reaches every layer kind in a spec specc accepts.
+    assert set(LAYER_KINDS) <= accepted_kinds, set(LAYER_KINDS) - accepted_kinds
 
 
 def package_tree(root: Path) -> dict[str, bytes]:
@@ -205,11 +214,14 @@ def test_generated_code_holds_only_plan_words(vocabulary, tmp_path):
             if run.code != 0:
                 seen.add("refused")
                 return
-            spec_names = oracle.spec_names(yaml.safe_load(case.text))
-            refused = [n for n in spec_names if names.identifier_problem(n) is not None]
+            data = yaml.safe_load(case.text)
+            spec_names = oracle.spec_names(data)
+            given = oracle.spec_names(data, defaults_too=False)
+            refused = [n for n in given if names.identifier_problem(n) is not None]
             assert not refused, f"accepted names the naming authority refuses: {refused}"
             package = case.draft.package
-            problems = vocabulary.problems(work / "out" / package, spec_names, package)
+            derived = spec_names + oracle.derived_names(data)
+            problems = vocabulary.problems(work / "out" / package, derived, package)
             assert not problems, "\n".join(problems)
             seen.add("scanned")
         finally:

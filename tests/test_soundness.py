@@ -5,8 +5,9 @@ date (YYYYMMDD), so a day's runs are alike, each day tries new specs, and a fail
 names the seed and the spec to replay it.
 
 * test_accepted_specs_run (C): random accepted specs (features <= 32, batch <= 16, on
-  1, 2 and 4 processes, data/tensor/pipeline meshes, some with `training:` batching or
-  hand-set stages) are built and run by tests/launch/soundness.py, one launch per world
+  1, 2 and 4 processes, data/tensor/pipeline meshes, some with `training:` batching,
+  hand-set stages or `${...}` sizes; about half transformer stacks, so that every layer
+  kind runs) are built and run by tests/launch/soundness.py, one launch per world
   size: parameters and output have the planned SBP, stage and local shapes, and
   forward, backward and SGD steps match a single-process twin (tests/launch/parity.py).
   No spec may fail with a shape or SBP error. A control package with a falsified plan
@@ -23,6 +24,11 @@ names the seed and the spec to replay it.
   launch. A shape mismatch makes OneFlow raise on every rank: matmul "RuntimeError:
   (8 vs 7)", layer_norm "Given normalized_shape=(5,), expected input with shape
   [*, 5,], but got input of size oneflow.Size([6, 8])".
+  The transformer mistakes go the same ways: an mlp's ffn or an embedding's vocabulary
+  not divisible by tensor is an uneven split like a `col` linear's; heads that do not
+  divide hidden, or that tensor does not divide, make the query's reshape into
+  (heads // tensor) heads of hidden // heads columns, as LiBai's attention does it,
+  fail ("shape '[...]' is invalid for input of size ...").
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 
 import pytest
 
+from specc.spec.models import LAYER_KINDS
 from tests.fuzz import known
 from tests.fuzz.strategies import RUN, RandomChooser, draw_case, single_mistake
 from tests.support.cli import specc
@@ -47,7 +54,10 @@ pytestmark = pytest.mark.launcher
 SEED = int(os.environ.get("SPECC_FUZZ_SEED") or datetime.date.today().strftime("%Y%m%d"))
 DRIVER = REPO / "tests" / "launch" / "soundness.py"
 PER_WORLD = {1: 16, 2: 24, 4: 32}
-MISTAKES = {"col": 2, "row": 2, "batch": 2, "in_features": 2, "features": 2}
+MISTAKES = {
+    **{"col": 2, "row": 2, "batch": 2, "in_features": 2, "features": 2},
+    **{"heads": 2, "heads_split": 2, "ffn": 1, "vocab": 1},
+}
 # Packages the harness itself imports under these names.
 HARNESS = {"parity", "soundness", "fuzz_control"}
 # A package whose plan is then falsified: the driver must report it, or it checks nothing.
@@ -78,25 +88,29 @@ def replay(seed: int) -> str:
     return f"SPECC_FUZZ_SEED={seed}"
 
 
-def has_parameters(layer) -> bool:
-    return layer.kind == "linear" or (layer.kind == "layernorm" and layer.affine is not False)
-
-
 def draw_accepted(tmp_path, kinds: dict[str, int]) -> dict[int, list[tuple[str, str]]]:
-    """Build PER_WORLD accepted random specs per world size: {world: [(package, spec)]}."""
+    """Build PER_WORLD accepted random specs per world size: {world: [(package, spec)]}.
+
+    The last few places of each world wait for specs with a layer kind none before had,
+    so that (most days) every kind runs; after 1500 draws any accepted spec will do.
+    """
     ch = RandomChooser(random.Random(SEED))
     chosen: dict[int, list[tuple[str, str]]] = {world: [] for world in PER_WORLD}
-    for index in range(2000):
+    missing = set(LAYER_KINDS)
+    for index in range(3000):
         if all(len(chosen[w]) >= n for w, n in PER_WORLD.items()):
             break
         case = draw_case(ch, RUN, mutate_percent=0, plain=index % 2 == 0)
         world, package = case.draft.world, case.draft.package
         if known.open_bugs(case):
             continue
-        if not any(has_parameters(layer) for layer in case.draft.layers):
+        if not case.draft.has_parameters():
             continue  # parity's backward pass needs something that takes a gradient
         taken = {name for name, _ in chosen[world]}
         if len(chosen[world]) >= PER_WORLD[world] or package in taken | HARNESS:
+            continue
+        waiting = min(len(missing), 4) if index < 1500 else 0
+        if len(chosen[world]) >= PER_WORLD[world] - waiting and not missing & case.draft.kinds():
             continue
         out = tmp_path / f"world{world}"
         spec = tmp_path / "specs" / f"{index}.yaml"
@@ -109,12 +123,15 @@ def draw_accepted(tmp_path, kinds: dict[str, int]) -> dict[int, list[tuple[str, 
         plan = specc("plan", "--json", str(spec))
         (out / f"{package}.json").write_text(plan.stdout, encoding="utf-8")
         chosen[world].append((package, case.text))
+        missing -= case.draft.kinds()
         draft = case.draft
         for what, present in (
             (f"data {draft.data} x tensor {draft.tensor} x pipeline {draft.pipeline}", True),
             ("training", draft.training is not None),
-            ("explicit stages", any(layer.stage is not None for layer in draft.layers)),
+            ("explicit stages", draft.has_explicit_stages()),
             ("3+ dimensions", len(draft.shape) > 2),
+            ("sizes", "sizes:" in case.text),
+            *((f"kind {kind}", True) for kind in draft.kinds()),
         ):
             kinds[what] = kinds.get(what, 0) + present
     assert all(len(chosen[w]) == n for w, n in PER_WORLD.items()), (SEED, chosen)
@@ -197,6 +214,9 @@ def split_of(mistake: dict) -> tuple[int, int] | None:
         "col": lambda: (mistake["out_features"], mistake["tensor"]),
         "row": lambda: (mistake["in_features"], mistake["tensor"]),
         "batch": lambda: (mistake["batch"], mistake["data"]),
+        "ffn": lambda: (mistake.get("ffn"), mistake["tensor"]),
+        "vocab": lambda: (mistake.get("vocab"), mistake["tensor"]),
+        "heads_split": lambda: (mistake["hidden"], mistake["tensor"]),
     }.get(mistake["kind"], lambda: None)()
 
 
@@ -217,6 +237,12 @@ def test_refused_mistakes_really_fail(tmp_path):
             if not all(r["error"] for r in mine):
                 failures.append(f"OneFlow accepted the {what}")
             continue
+        if case["kind"] == "heads":  # a local reshape: ranks outside the mesh hold nothing
+            if not held or not all(r["error"] for r in held):
+                failures.append(f"OneFlow accepted the {what}")
+            continue
+        if case["kind"] == "heads_split" and any(r["error"] for r in held):
+            continue  # a rank's columns are no whole number of heads
         if all(r["error"] for r in held):
             continue  # OneFlow refused the uneven split outright
         size, group = split_of(case)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from specc import names
 from specc.diagnostics import Diagnostics
 from specc.source import Document, YamlPath
-from specc.spec import Embedding, LMHead, Repeat, Spec, walk_layers
+from specc.spec import (
+    Attention,
+    Embedding,
+    Layer,
+    LMHead,
+    Repeat,
+    Residual,
+    Spec,
+    TokenTypeEmbedding,
+    walk_layers,
+)
 from specc.stages import balance
 
 
@@ -27,17 +38,32 @@ def assign_stages(
                 document.span((*ref.path, "stage")),
                 help="set `stage` on the top-level layer, or `stages` on the repeat",
             )
-    units = sum(counts)
+    heads = _tied_heads(spec)
+    readers = _input_readers(spec)
+    pinned = max(readers, default=-1)
+    # A tied head runs on its table's stage, and the top-level layers up to the last
+    # one reading a model input run on stage 0 (inputs arrive there): neither can fill
+    # a stage of its own.
+    units = sum(
+        count for index, count in enumerate(counts) if index not in heads and index > pinned
+    ) + (pinned >= 0)
     if units < pipeline:
+        reasons = []
+        if heads:
+            reasons.append("a tied lm_head shares its table's stage")
+        if pinned >= 0:
+            layer = spec.layers[pinned]
+            reader = layer.name or names.default_layer_name(layer.kind, pinned)
+            reasons.append(f"the layers up to `{reader}`, which reads an input, share stage 0")
+        why = f" ({'; '.join(reasons)})" if reasons else ""
         diagnostics.error(
             "E315",
             f"pipeline {pipeline} needs at least {pipeline} layers or repetitions, the model "
-            f"has {units}",
+            f"has {units}{why}",
             document.span(("parallel", "pipeline")),
             help=f"use pipeline {units} or less, or more layers",
         )
         return [(0,) * c for c in counts]
-    heads = _tied_heads(spec)
     explicit = any(
         layer.stage is not None or (isinstance(layer, Repeat) and layer.stages is not None)
         for index, layer in enumerate(spec.layers)
@@ -52,9 +78,11 @@ def assign_stages(
         weights = [list(w) for w in weights]
         for head, table in heads.items():
             weights[table][0] += weights[head][0]
-        kept = [i for i in range(len(counts)) if i not in heads]
-        flat = balance([w for i in kept for w in weights[i]], pipeline)
-        result, start = [(0,)] * len(counts), 0
+        kept = [i for i in range(len(counts)) if i not in heads and i > pinned]
+        first = [sum(sum(weights[i]) for i in range(pinned + 1) if i not in heads)]
+        flat = balance(first * (pinned >= 0) + [w for i in kept for w in weights[i]], pipeline)
+        flat = flat[1:] if pinned >= 0 else flat
+        result, start = [(0,) * count for count in counts], 0
         for index in kept:
             result[index] = tuple(flat[start : start + counts[index]])
             start += counts[index]
@@ -69,6 +97,8 @@ def assign_stages(
                 help="remove its `stage`: a tied head always runs on its table's stage",
             )
         result[head] = result[table]
+    # Every unit exactly once: a repeat with fewer stages would build fewer repetitions.
+    assert [len(stages) for stages in result] == counts, (result, counts)
     return result
 
 
@@ -87,6 +117,23 @@ def _tied_heads(spec: Spec) -> dict[int, int]:
         for index, layer in enumerate(spec.layers)
         if isinstance(layer, LMHead) and layer.tied_to in embeddings
     }
+
+
+def _input_readers(spec: Spec) -> list[int]:
+    """Top-level layers that read a model input besides the stream (token types, a mask).
+
+    A repeat carries inputs along to its repetitions' stages; other layers get them
+    only on stage 0.
+    """
+
+    def reads(layer: Layer) -> bool:
+        if isinstance(layer, TokenTypeEmbedding):
+            return True
+        if isinstance(layer, Attention):
+            return layer.mask is not None
+        return isinstance(layer, Residual) and any(reads(inner) for inner in layer.layers)
+
+    return [index for index, layer in enumerate(spec.layers) if reads(layer)]
 
 
 def _explicit_stages(

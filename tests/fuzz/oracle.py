@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from specc.codes import CODES
+from specc.spec.models import LAYER_KINDS
 from tests.support.cli import Run
 from tests.support.paths import GOLDEN, REPO, golden_specs
 
@@ -182,14 +183,21 @@ def mask(text: str, label: str | None) -> str:
     return re.sub(r"\[N(?:, N)*\]", "[N]", text)
 
 
-def masked_variants(text: str, package: str, label: str | None) -> set[str]:
+_QUOTED_NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def masked_variants(
+    text: str, package: str, label: str | None, names: set[str] = frozenset()
+) -> set[str]:
     """`text` masked, with each choice of the package name's occurrences replaced.
 
     A package may be named like a word the template writes (the golden `single` and
-    "a single group"), so which occurrences came from the plan is not known.
+    "a single group"), so which occurrences came from the plan is not known. Names of
+    the spec quoted in backticks (a repeat's docstring) become `<layer>`.
     """
     if label:
         text = text.replace(label, "<file>")
+    text = _QUOTED_NAME.sub(lambda m: "`<layer>`" if m[1] in names else m[0], text)
     pattern = rf"(?<![A-Za-z0-9_]){re.escape(package)}(?![A-Za-z0-9_])"
     spots = [m.span() for m in re.finditer(pattern, text)][:6]
     variants = set()
@@ -236,8 +244,12 @@ def read_tokens(package: Path) -> Tokens:
     return found
 
 
-def spec_names(data: object) -> list[str]:
-    """Every `name` given anywhere in a spec, and the default names of its layers."""
+def spec_names(data: object, *, defaults_too: bool = True) -> list[str]:
+    """Every `name` given anywhere in a spec, and the default names of its layers.
+
+    As the README states them: an unnamed layer is `<kind>_<index>`, and inside a
+    residual its default name starts with the residual's name and `_`.
+    """
     names: list[str] = []
 
     def walk(node: object) -> None:
@@ -250,12 +262,46 @@ def spec_names(data: object) -> list[str]:
             for value in node:
                 walk(value)
 
+    def defaults(layers: object, prefix: str) -> None:
+        for index, layer in enumerate(layers if isinstance(layers, list) else []):
+            if not isinstance(layer, dict) or not isinstance(layer.get("kind"), str):
+                continue
+            name = layer.get("name")
+            if not isinstance(name, str):
+                name = f"{prefix}{layer['kind']}_{index}"
+                names.append(name)
+            inner = f"{name}_" if layer["kind"] == "residual" else ""
+            defaults(layer.get("layers"), inner)
+
     walk(data)
-    if isinstance(data, dict):
-        for index, layer in enumerate(data.get("layers") or []):
-            if isinstance(layer, dict) and isinstance(layer.get("kind"), str):
-                names.append(f"{layer['kind']}_{index}")
+    if isinstance(data, dict) and defaults_too:
+        defaults(data.get("layers"), "")
     return names
+
+
+def derived_names(data: object) -> list[str]:
+    """Identifiers generated code derives from the spec's names and nesting.
+
+    A repeat `blocks` gets a class `BlocksLayer` and, with a pipeline, a constant
+    `BLOCKS_STAGES`; a residual nested n deep keeps its input in `residual_<n>`.
+    """
+    found: list[str] = []
+
+    def visit(layers: object, depth: int, top: bool) -> None:
+        for index, layer in enumerate(layers if isinstance(layers, list) else []):
+            if not isinstance(layer, dict):
+                continue
+            kind = layer.get("kind")
+            if kind == "repeat" and top:
+                name = layer.get("name") or f"repeat_{index}"
+                pascal = "".join(part[:1].upper() + part[1:] for part in str(name).split("_"))
+                found.extend([f"{pascal}Layer", f"{str(name).upper()}_STAGES"])
+            if kind == "residual":
+                found.append(f"residual_{depth}" if depth else "residual")
+            visit(layer.get("layers"), depth + (kind == "residual"), top and kind == "residual")
+
+    visit(data.get("layers") if isinstance(data, dict) else None, 0, True)
+    return found
 
 
 def template_words() -> set[str]:
@@ -285,9 +331,12 @@ class Vocabulary:
             tokens = read_tokens(GOLDEN / spec.stem / data["name"])
             names |= tokens.names
             words |= tokens.comment_words
+            spec_own = set(spec_names(data))
             for string in tokens.strings:
-                strings |= masked_variants(string, data["name"], tokens.label)
-        fixed = template_words()
+                strings |= masked_variants(string, data["name"], tokens.label, spec_own)
+        # Layer kinds come from a closed set (E205 refuses any other), so comments may
+        # name them whether or not a golden tree does.
+        fixed = template_words() | set(LAYER_KINDS)
         # A golden spec's names are its own, not template words.
         return cls((names - golden_names) | fixed, strings, words | fixed | names)
 
@@ -298,7 +347,7 @@ class Vocabulary:
         for name in sorted(tokens.names - self.names - set(names)):
             problems.append(f"identifier {name!r} is neither a template word nor a spec name")
         for string in sorted(tokens.strings):
-            if not masked_variants(string, package, tokens.label) & self.strings:
+            if not masked_variants(string, package, tokens.label, set(names)) & self.strings:
                 problems.append(f"string literal {string!r} is not one the golden trees hold")
         for word in sorted(tokens.comment_words - self.comment_words - set(names)):
             problems.append(f"comment word {word!r} comes from neither templates nor the spec")

@@ -30,241 +30,38 @@ import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-T = TypeVar("T")
+from tests.fuzz.choices import (
+    ACTIVATIONS,
+    BAD_INPUT_NAMES,
+    BAD_LAYER_NAMES,
+    BAD_PACKAGES,
+    FUZZ,
+    KINDS,
+    MAX_GROUP,
+    MAX_SIZE,
+    RUN,
+    Chooser,
+    DrawChooser,
+    Limits,
+    MeshSizes,
+    RandomChooser,
+    draw_batch,
+    draw_name,
+    draw_package,
+    draw_parallel,
+    feature_size,
+    safe_name,
+)
+from tests.fuzz.stacks import STACK_SEMANTIC, STACK_SINGLE_MISTAKES, StackDraft, draw_stack
 
-MAX_SIZE = 2**40  # README: sizes are at most 2**40; group sizes at most 65536
-MAX_GROUP = 65536
-ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "sigmoid")
-KINDS = ("linear", *ACTIVATIONS, "dropout", "layernorm")
+T = TypeVar("T")
 E2 = frozenset(f"E2{n:02d}" for n in range(10))  # any schema problem
 
-
-# -- choosing ----------------------------------------------------------------------------
-
-
-class Chooser(Protocol):
-    def integer(self, low: int, high: int) -> int: ...
-
-    def pick(self, options: Sequence[T]) -> T: ...
-
-    def chance(self, percent: int) -> bool: ...
-
-
-class RandomChooser:
-    """Choices from a seeded `random.Random`: reproducible samples."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-
-    def integer(self, low: int, high: int) -> int:
-        return self.rng.randint(low, high)
-
-    def pick(self, options: Sequence[T]) -> T:
-        return options[self.rng.randrange(len(options))]
-
-    def chance(self, percent: int) -> bool:
-        return self.rng.randrange(100) < percent
-
-
-class DrawChooser:
-    """Choices drawn by hypothesis, which shrinks them towards the first option and False."""
-
-    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
-        self.draw = draw
-
-    def integer(self, low: int, high: int) -> int:
-        return self.draw(st.integers(low, high))
-
-    def pick(self, options: Sequence[T]) -> T:
-        return self.draw(st.sampled_from(options))
-
-    def chance(self, percent: int) -> bool:
-        return self.draw(st.integers(0, 99)) >= 100 - percent
-
-
-# -- names -------------------------------------------------------------------------------
-
-_WORDS = ("fc", "up", "down", "proj", "head", "norm", "act", "drop", "mlp", "gate", "h", "z")
-# Names that look harmless but collide with something in or around generated code:
-# template variables, builtins, module attributes, soft keywords, oneflow's own
-# dependencies. Any of them may be accepted or rejected; an accepted one must work.
-TRICKY_NAMES = (
-    "x",
-    "hidden",
-    "seed",
-    "output",
-    "shape",
-    "bound",
-    "rank",
-    "weight",
-    "bias",
-    "features",
-    "eps",
-    "affine",
-    "placement",
-    "sbp",
-    "in_features",
-    "out_features",
-    "world_size",
-    "data",
-    "tensor",
-    "pipeline",
-    "device",
-    "kind",
-    "name",
-    "linear",
-    "relu",
-    "gelu",
-    "dropout",
-    "layernorm",
-    "super",
-    "print",
-    "int",
-    "float",
-    "tuple",
-    "list",
-    "len",
-    "range",
-    "type",
-    "object",
-    "match",
-    "case",
-    "annotations",
-    "argparse",
-    "sys",
-    "random_inputs",
-    "check_world_size",
-    "launch_help",
-    "stage_ranks",
-    "model_",
-    "layers_",
-    "share_memory",
-    "get_submodule",
-    "register_module",
-    "named_parameters_",
-    "extra_repr_",
-    "b",
-    "s",
-    "_x",
-    "a" * 32,
-    "a" * 33,
-)
-TRICKY_PACKAGES = (
-    "hidden",
-    "seed",
-    "model_x",
-    "google",
-    "setuptools",
-    "pkg_resources",
-    "typing_extensions",
-    "yaml",
-    "jinja2",
-    "pydantic",
-    "hypothesis",
-    "pytest",
-    "requests",
-    "six",
-    "packaging",
-    "pip",
-    "psutil",
-    "tqdm",
-    "rich",
-    "a" * 32,
-)
-# Names the README's rule ("a lower-case identifier") refuses wherever they appear.
-BAD_SYNTAX = (
-    "My-Model",
-    "my model",
-    "1abc",
-    "Upper",
-    "class",
-    "def",
-    "import",
-    "lambda",
-    "None",
-    "True",
-    "f\u0441",  # Cyrillic es: reads as "fc"
-    "\uff58",  # fullwidth x
-    "x;import os",
-    "x\n",
-    "",
-    "x.y",
-    "\u00e9t\u00e9",
-    "x\u200b",  # zero-width space
-)
-# ... and names that would break the code generated around them.
-BAD_LAYER_NAMES = (*BAD_SYNTAX, "forward", "eval", "to", "cuda", "parameters", "state_dict",
-                   "train", "float", "__init__")  # fmt: skip
-BAD_INPUT_NAMES = (*BAD_SYNTAX, "self", "flow")
-BAD_PACKAGES = (*BAD_SYNTAX, "oneflow", "json", "os", "sys", "numpy", "typing")
-
-
-def safe_name(ch: Chooser, taken: set[str] | frozenset[str] = frozenset()) -> str:
-    """A name any sound policy accepts: a word, an underscore and digits."""
-    while True:
-        word = ch.pick(_WORDS)
-        if ch.chance(10):
-            word = (word * 30)[: ch.integer(2, 28)]
-        name = f"{word}_{ch.integer(0, 999)}"
-        if name not in taken:
-            return name
-
-
 # -- drafts ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How large and how varied the drawn specs are."""
-
-    meshes: tuple[tuple[int, int, int], ...]  # (data, tensor, pipeline)
-    features: tuple[int, int]
-    large_sizes: bool  # sometimes sizes near 2**40
-    max_batch: int
-    max_layers: int
-    max_middle: int  # dimensions between the batch and the features
-    max_middle_size: int
-    devices: tuple[str | None, ...]
-    tricky_percent: int  # chance that a name comes from TRICKY_NAMES
-    training_percent: int = 0  # chance of a `training:` batching section
-    world_size_percent: int = 30
-
-
-_SQUARE = tuple((d, t, 1) for d in (1, 2, 3, 4, 6, 8, 16) for t in (1, 2, 3, 4, 5, 8, 16))
-_EDGES = ((65536, 1, 1), (1, 65536, 1), (256, 256, 1), (128, 256, 2))  # 65536 ranks at most
-_PIPELINED = tuple((d, t, p) for d in (1, 2, 4) for t in (1, 2, 4) for p in (2, 4))
-FUZZ = Limits(
-    meshes=(*_SQUARE, *_EDGES, *_PIPELINED),
-    features=(1, 64),
-    large_sizes=True,
-    max_batch=64,
-    max_layers=8,
-    training_percent=10,
-    max_middle=3,
-    max_middle_size=5,
-    devices=(None, "auto", "cpu", "cuda"),
-    tricky_percent=15,
-)
-# What the launcher tests run: small, on 1, 2 or 4 CPU processes.
-RUN = Limits(
-    meshes=(
-        *((1, 1, 1), (2, 1, 1), (1, 2, 1), (4, 1, 1), (1, 4, 1), (2, 2, 1)),
-        *((1, 1, 2), (2, 1, 2), (1, 2, 2), (1, 1, 4)),
-    ),
-    features=(1, 32),
-    large_sizes=False,
-    max_batch=16,
-    max_layers=6,
-    training_percent=15,
-    max_middle=1,
-    max_middle_size=3,
-    devices=(None, "auto", "cpu"),
-    tricky_percent=15,
-)
 
 
 @dataclass
@@ -283,7 +80,7 @@ class LayerDraft:
 
 
 @dataclass
-class Draft:
+class Draft(MeshSizes):
     package: str
     device: str | None
     parallel: dict[str, int]  # the keys written under `parallel:`
@@ -295,21 +92,30 @@ class Draft:
     training: dict[str, int] | None = None
     tricky: bool = False  # some name came from TRICKY_NAMES: acceptance is not predicted
 
-    @property
-    def data(self) -> int:
-        return self.parallel.get("data", 1)
+    def kinds(self) -> set[str]:
+        return {layer.kind for layer in self.layers}
 
-    @property
-    def tensor(self) -> int:
-        return self.parallel.get("tensor", 1)
+    def taken_names(self) -> set[str]:
+        return set(self.names()) | {item["name"] for item in self.extra_inputs}
 
-    @property
-    def pipeline(self) -> int:
-        return self.parallel.get("pipeline", 1)
+    def units(self) -> int:
+        return len(self.layers)
 
-    @property
-    def world(self) -> int:
-        return self.data * self.tensor * self.pipeline
+    def stageable(self) -> list[int]:
+        return list(range(len(self.layers)))
+
+    def has_parameters(self) -> bool:
+        return any(
+            layer.kind == "linear" or (layer.kind == "layernorm" and layer.affine is not False)
+            for layer in self.layers
+        )
+
+    def has_explicit_stages(self) -> bool:
+        return any(layer.stage is not None for layer in self.layers)
+
+    def clear_stages(self) -> None:
+        for layer in self.layers:
+            layer.stage = None
 
     def sizes(self) -> list[int]:
         """The feature size entering each layer, then the output's."""
@@ -366,45 +172,18 @@ class Draft:
         return data
 
 
-def _size(ch: Chooser, limits: Limits, multiple: int = 1) -> int:
-    """A feature size, a multiple of `multiple`; now and then a huge one."""
-    if limits.large_sizes and ch.chance(4):
-        top = MAX_SIZE // multiple
-        return multiple * ch.pick((top, top - 1, 2**31 // multiple + 1, 1))
-    low, high = limits.features
-    return multiple * ch.integer(max(1, -(-low // multiple)), max(1, high // multiple))
-
-
-def _name(ch: Chooser, limits: Limits, taken: set[str], draft_flags: dict[str, bool]) -> str:
-    if ch.chance(limits.tricky_percent):
-        name = ch.pick(TRICKY_NAMES)
-        if name not in taken:
-            draft_flags["tricky"] = True
-            return name
-    return safe_name(ch, taken)
-
-
 def draw_draft(ch: Chooser, limits: Limits, *, package: str | None = None) -> Draft:
     """A valid spec, built so that every size fits the layer before it and its split."""
     flags = {"tricky": False}
-    data, tensor, pipeline = ch.pick(limits.meshes)
-    parallel: dict[str, int] = {}
-    for key, size in (("data", data), ("tensor", tensor), ("pipeline", pipeline)):
-        if size != 1 or ch.chance(20):
-            parallel[key] = size
-    if ch.chance(limits.world_size_percent):
-        parallel["world_size"] = data * tensor * pipeline
-    if package is None:
-        package = safe_name(ch)
-        if ch.chance(limits.tricky_percent):
-            package, flags["tricky"] = ch.pick(TRICKY_PACKAGES), True
+    parallel, (data, tensor, pipeline) = draw_parallel(ch, limits)
+    package = draw_package(ch, limits, flags) if package is None else package
     input_split = ch.pick((None, "data", "none"))
-    batch, training = _draw_batch(ch, limits, data, input_split)
+    batch, training = draw_batch(ch, limits, data, input_split)
     middle = [
         ch.integer(1, limits.max_middle_size) for _ in range(ch.integer(0, limits.max_middle))
     ]
-    features = _size(ch, limits, tensor if ch.chance(50) else 1)
-    input_name = _name(ch, limits, set(), flags) if ch.chance(60) else "x"
+    features = feature_size(ch, limits, tensor if ch.chance(50) else 1)
+    input_name = draw_name(ch, limits, set(), flags) if ch.chance(60) else "x"
     layers: list[LayerDraft] = []
     current = features
     for _ in range(ch.integer(pipeline, max(pipeline, limits.max_layers))):
@@ -414,7 +193,7 @@ def draw_draft(ch: Chooser, limits: Limits, *, package: str | None = None) -> Dr
     taken = {input_name} | {f"{layer.kind}_{i}" for i, layer in enumerate(layers)}
     for layer in layers:
         if ch.chance(40):
-            layer.name = _name(ch, limits, taken, flags)
+            layer.name = draw_name(ch, limits, taken, flags)
             taken.add(layer.name)
     if pipeline > 1 and ch.chance(25):
         _explicit_stages(ch, layers, pipeline)
@@ -423,24 +202,6 @@ def draw_draft(ch: Chooser, limits: Limits, *, package: str | None = None) -> Dr
         package, device, parallel, input_name, [batch, *middle, features], input_split, layers,
         training=training, tricky=flags["tricky"],
     )  # fmt: skip
-
-
-def _draw_batch(
-    ch: Chooser, limits: Limits, data: int, input_split: str | None
-) -> tuple[int, dict[str, int] | None]:
-    """The batch, divisible by data when split; or one a `training:` section multiplies out."""
-    if ch.chance(limits.training_percent):
-        micro = ch.integer(1, max(1, limits.max_batch // data // 2))
-        accumulation = ch.integer(1, max(1, limits.max_batch // (data * micro)))
-        training = {"micro_batch": micro}
-        if accumulation > 1 or ch.chance(30):
-            training["accumulation"] = accumulation
-        if ch.chance(30):
-            training["global_batch"] = micro * data * accumulation
-        return micro * data * accumulation, training
-    if input_split == "none":
-        return ch.integer(1, limits.max_batch), None
-    return data * ch.integer(1, max(1, limits.max_batch // data)), None
 
 
 def _draw_layer(ch: Chooser, limits: Limits, tensor: int, current: int) -> LayerDraft:
@@ -453,7 +214,7 @@ def _draw_layer(ch: Chooser, limits: Limits, tensor: int, current: int) -> Layer
             splits.remove("row")
         layer.split = ch.pick(splits)
         whole = tensor > 1 and layer.split == "col"
-        layer.out_features = _size(ch, limits, tensor if whole or ch.chance(40) else 1)
+        layer.out_features = feature_size(ch, limits, tensor if whole or ch.chance(40) else 1)
         layer.bias = ch.pick((None, True, False))
     elif kind == "dropout":
         layer.p = ch.pick((0.0, 0.1, 0.5, 0.25, 0.999, 1e-7))
@@ -834,9 +595,8 @@ def _m_world(ch: Chooser, m: _Mutated) -> str | None:
 
 
 def _m_pipeline(ch: Chooser, m: _Mutated) -> str | None:
-    for layer in m.draft.layers:
-        layer.stage = None
-    m.draft.parallel["pipeline"] = len(m.draft.layers) + ch.integer(1, 2)
+    m.draft.clear_stages()
+    m.draft.parallel["pipeline"] = m.draft.units() + ch.integer(1, 2)
     m.expect = frozenset({"E315"})
     return "pipeline_too_deep"
 
@@ -856,19 +616,22 @@ def _m_stage(ch: Chooser, m: _Mutated) -> str | None:
     if pipeline == 1:
         return None
     choice = ch.pick(("out_of_range", "backwards", "empty"))
-    for layer in layers:
-        layer.stage = None
+    m.draft.clear_stages()
+    # A tied lm_head's `stage` is not one of the sequence: it must equal its table's.
+    stageable = m.draft.stageable()
     if choice == "out_of_range":
-        ch.pick(layers).stage = pipeline + ch.integer(0, 2)
+        layers[ch.pick(stageable)].stage = pipeline + ch.integer(0, 2)
         m.expect = frozenset({"E314"})
-    elif choice == "backwards" and len(layers) > 1:
-        index = ch.integer(0, len(layers) - 2)
-        layers[index].stage, layers[index + 1].stage = pipeline - 1, 0
+    elif choice == "backwards" and len(stageable) > 1:
+        position = ch.integer(0, len(stageable) - 2)
+        first, then = stageable[position], stageable[position + 1]
+        layers[first].stage, layers[then].stage = pipeline - 1, 0
         m.expect = frozenset({"E314"})
     else:
-        ch.pick(layers).stage = 0
-        for layer in layers:
-            layer.stage = layer.stage if layer.stage is not None else ch.pick((None, 0))
+        layers[ch.pick(stageable)].stage = 0
+        for index in stageable:
+            if layers[index].stage is None:
+                layers[index].stage = ch.pick((None, 0))
         m.expect = frozenset({"E315"})
     return "stage_" + choice
 
@@ -890,7 +653,7 @@ def _m_training(ch: Chooser, m: _Mutated) -> str | None:
 
 def _m_two_inputs(ch: Chooser, m: _Mutated) -> str | None:
     """An unused second input: accepted with a warning (W502)."""
-    taken = set(m.draft.names())
+    taken = m.draft.taken_names()
     extra: dict[str, Any] = {"name": safe_name(ch, taken), "shape": list(m.draft.shape)}
     if m.draft.input_split is not None:
         extra["split"] = m.draft.input_split
@@ -903,19 +666,57 @@ SEMANTIC = (
     _m_in_features, _m_features, _m_col, _m_row, _m_batch, _m_world, _m_pipeline, _m_stage,
     _m_training, _m_mesh_too_big,
 )  # fmt: skip
+# The mutations that apply to any draft, transformer stacks too.
+GENERIC = (_m_batch, _m_world, _m_pipeline, _m_stage, _m_training, _m_mesh_too_big)
 SINGLE_MISTAKES = (_m_in_features, _m_features, _m_col, _m_row, _m_batch)
 
 
 # Schema mutations work on the data about to be written.
 
 
+SIZE_KEYS = (
+    "in_features", "out_features", "features", "vocab_size", "hidden", "max_positions",
+    "pad_vocab_to_multiple_of", "types", "image_size", "patch_size", "channels", "heads",
+    "ffn", "times",
+)  # fmt: skip
+_REQUIRED = {
+    "linear": ("in_features", "out_features"),
+    "dropout": ("p",),
+    "embedding": ("vocab_size", "hidden"),
+    "position_embedding": ("max_positions",),
+    "token_type_embedding": ("types", "input"),
+    "patch_embedding": ("image_size", "patch_size", "hidden"),
+    "attention": ("heads",),
+    "mlp": ("ffn",),
+    "lm_head": ("tied_to",),
+    "residual": ("layers",),
+    "repeat": ("times", "layers"),
+}
+
+
+def _layer_paths(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The path of every layer mapping, those in residual and repeat bodies too."""
+    paths: list[tuple[Any, ...]] = []
+
+    def visit(layers: Any, path: tuple[Any, ...]) -> None:
+        for i, layer in enumerate(layers if isinstance(layers, list) else []):
+            if isinstance(layer, dict):
+                paths.append((*path, i))
+                visit(layer.get("layers"), (*path, i, "layers"))
+
+    visit(data.get("layers"), ("layers",))
+    return paths
+
+
 def _size_paths(data: dict[str, Any]) -> list[tuple[Any, ...]]:
-    paths: list[tuple[Any, ...]] = [("inputs", 0, "shape", i) for i in range(len(_shape(data)))]
+    paths: list[tuple[Any, ...]] = []
+    for n, item in enumerate(data["inputs"]):
+        paths += [("inputs", n, "shape", i) for i in range(len(item["shape"]))]
     paths += [("parallel", k) for k in data.get("parallel", {})]
-    for i, layer in enumerate(data["layers"]):
-        paths += [
-            ("layers", i, k) for k in ("in_features", "out_features", "features") if k in layer
-        ]
+    paths += [("training", k) for k in data.get("training", {})]
+    for path in _layer_paths(data):
+        layer = _get(data, path)
+        paths += [(*path, k) for k in SIZE_KEYS if k in layer]
     return paths
 
 
@@ -938,11 +739,9 @@ def _delete(data: Any, path: tuple[Any, ...]) -> None:
 
 
 def _mappings(data: dict[str, Any]) -> list[tuple[Any, ...]]:
-    paths: list[tuple[Any, ...]] = [(), ("inputs", 0)]
-    if "parallel" in data:
-        paths.append(("parallel",))
-    paths += [("layers", i) for i in range(len(data["layers"]))]
-    return paths
+    paths: list[tuple[Any, ...]] = [(), *(("inputs", i) for i in range(len(data["inputs"])))]
+    paths += [(key,) for key in ("parallel", "training", "loss", "sizes") if data.get(key)]
+    return paths + _layer_paths(data)
 
 
 _TYPOS = {
@@ -983,15 +782,21 @@ def _s_wrong_type(ch: Chooser, m: _Mutated) -> str:
     choices: list[tuple[tuple[Any, ...], Sequence[Any]]] = []
     wrong_sizes = (Raw('"16"'), 16.5, Raw("16.0"), True, [16], {"n": 16}, "sixteen", Raw("1e3"))
     choices += [(path, wrong_sizes) for path in _size_paths(m.data)]
-    for i, layer in enumerate(m.data["layers"]):
-        for key in ("bias", "affine"):
+    for path in _layer_paths(m.data):
+        layer = _get(m.data, path)
+        for key in ("bias", "affine", "causal", "class_token"):
             if key in layer:
-                choices.append((("layers", i, key), (Raw('"yes"'), 1, 0, "true_", [True])))
+                choices.append(((*path, key), (Raw('"yes"'), 1, 0, "true_", [True])))
         for key in ("p", "eps"):
             if key in layer:
-                choices.append((("layers", i, key), (Raw('"0.1"'), [0.1], True, Raw("1e-6"))))
-        if "split" in layer:
-            choices.append((("layers", i, "split"), (1, True, ["col"], {"col": 1})))
+                choices.append(((*path, key), (Raw('"0.1"'), [0.1], True, Raw("1e-6"))))
+        for key in ("split", "tied_to", "input", "mask", "activation"):
+            if key in layer:
+                choices.append(((*path, key), (1, True, ["col"], {"col": 1})))
+        if "layers" in layer:
+            choices.append(((*path, "layers"), ({"kind": "relu"}, "relu", 3)))
+        if "index" in layer:
+            choices.append(((*path, "index"), ("0", 1.5, [0], True)))
     choices.append((("name",), (1, True, ["x"], {"a": 1}, 1.5)))
     choices.append((("inputs", 0, "name"), (1, False, ["x"])))
     choices.append((("inputs", 0, "shape"), (8, "8, 16", {"batch": 8})))
@@ -1029,9 +834,14 @@ def _s_bad_choice(ch: Chooser, m: _Mutated) -> str:
         (("inputs", 0, "split"), ("tensor", "Data", "both", "col")),
         (("inputs", 0, "dtype"), ("float16", "int", "bfloat16")),
     ]
-    for i, layer in enumerate(m.data["layers"]):
-        if layer.get("kind") == "linear":
-            choices.append((("layers", i, "split"), ("column", "COL", "both", "tensor", "rows")))
+    for path in _layer_paths(m.data):
+        kind = _get(m.data, path).get("kind")
+        if kind == "linear":
+            choices.append(((*path, "split"), ("column", "COL", "both", "tensor", "rows")))
+        elif kind == "mlp":
+            choices.append(((*path, "activation"), ("relu6", "GELU", "sigmoid", "swish")))
+    if "loss" in m.data:
+        choices.append((("loss", "kind"), ("mse", "CrossEntropy", "nll")))
     path, values = ch.pick(choices)
     _set(m.data, path, ch.pick(values))
     m.expect = frozenset({"E203"})
@@ -1047,9 +857,12 @@ def _s_missing_key(ch: Chooser, m: _Mutated) -> str:
         ("inputs", 0, "name"),
         ("inputs", 0, "shape"),
     ]
-    for i, layer in enumerate(m.data["layers"]):
-        required.append(("layers", i, "kind"))
-        required += [("layers", i, k) for k in ("in_features", "out_features", "p") if k in layer]
+    for path in _layer_paths(m.data):
+        layer = _get(m.data, path)
+        required += [(*path, "kind")]
+        required += [(*path, k) for k in _REQUIRED.get(layer["kind"], ()) if k in layer]
+    if "loss" in m.data:
+        required.append(("loss", "kind"))
     path = ch.pick(required)
     _delete(m.data, path)
     m.expect = frozenset({"E201", "E205"})
@@ -1097,7 +910,55 @@ def _s_lists(ch: Chooser, m: _Mutated) -> str:
     return "list_length"
 
 
+_SIZE_NAMES = ("hidden", "heads", "seq", "vocab", "ffn", "batch", "width", "n", "layers", "tp")
+
+
+def _refer_to_sizes(ch: Chooser, data: dict[str, Any]) -> None:
+    """Move some sizes into `sizes:` and refer to them as `${name}` or `${k * name}`."""
+    sizes: dict[str, int] = data.setdefault("sizes", {})
+    by_value: dict[int, str] = {}
+    for path in [p for p in _size_paths(data) if ch.chance(30)]:
+        value = _get(data, path)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        factor = ch.pick([k for k in (1, 2, 3, 4) if value % k == 0])
+        base = value // factor
+        if base not in by_value:
+            name = ch.pick(_SIZE_NAMES)
+            name = name if name not in sizes else f"{name}_{len(sizes)}"
+            sizes[name], by_value[base] = base, name
+        name = by_value[base]
+        written = ch.pick(
+            ((f"${{{name}}}",) if factor == 1 else ())
+            + (f"${{{factor} * {name}}}", f"${{ {name} * {factor} }}",
+               f"${{({name} + 1) * {factor} - {factor}}}", f"${{{name} * {factor} // 1}}")
+        )  # fmt: skip
+        _set(data, path, written)
+    if not sizes or ch.chance(20):
+        sizes[f"unused_{len(sizes)}"] = ch.integer(1, 99)
+
+
+def _s_reference(ch: Chooser, m: _Mutated) -> str:
+    """A `${...}` that cannot be resolved: unknown, not an expression, not allowed."""
+    path = ch.pick(_size_paths(m.data))
+    sizes = m.data.setdefault("sizes", {"hidden": 64})
+    known = ch.pick(sorted(sizes))
+    m.expect = frozenset({"E211"})
+    written = ch.pick(
+        ("${nosuch}", f"${{{known} +}}", f"${{{known} / 2}}", f"${{{known} ** 2}}",
+         f"${{{known} // 0}}", "${__import__('os').system('true')}", f"${{-{known}}}",
+         "${}", f"${{{known}.real}}", "${1.5}", f"${{{known}_typo}}", "${'8'}")
+    )  # fmt: skip
+    if ch.chance(15):  # the size itself is not an integer
+        sizes[known] = ch.pick(("64", 6.4, True, [64]))
+        written = f"${{{known}}}"
+        m.expect = frozenset({"E211", "E202"})
+    _set(m.data, path, written)
+    return "size_reference"
+
+
 SCHEMA = (
+    _s_reference,
     _s_unknown_key,
     _s_unknown_kind,
     _s_wrong_type,
@@ -1332,12 +1193,18 @@ def draw_case(
     plain: bool = False,
 ) -> Case:
     """A spec valid by construction, then with `mutate_percent` chance one mutation."""
-    draft = draw_draft(ch, limits, package=package)
+    stack = ch.chance(limits.stack_percent)
+    draft: Draft | StackDraft = (
+        draw_stack(ch, limits, package=package)
+        if stack
+        else draw_draft(ch, limits, package=package)
+    )
     m = _Mutated(draft)
     mutation = "none"
     level = ch.pick(levels) if ch.chance(mutate_percent) else None
     if level == "semantic":
-        for mutate in _shuffled(ch, (*SEMANTIC, _m_two_inputs)):
+        mutations = (*(STACK_SEMANTIC + GENERIC if stack else SEMANTIC), _m_two_inputs)
+        for mutate in _shuffled(ch, mutations):
             if (name := mutate(ch, m)) is not None:
                 mutation = name
                 break
@@ -1349,6 +1216,8 @@ def draw_case(
     elif level == "yaml":
         mutation = ch.pick(YAML_LEVEL)(ch, m)
     else:
+        if ch.chance(25):
+            _refer_to_sizes(ch, m.data)
         if not plain and ch.chance(15):
             _aliases(ch, m.data)
         if level == "text":
@@ -1374,11 +1243,12 @@ def _shuffled(ch: Chooser, items: Sequence[T]) -> Iterator[T]:
 def single_mistake(ch: Chooser, limits: Limits = RUN, package: str | None = None) -> Case:
     """A spec with exactly one divisibility or shape mistake, written plainly (test D)."""
     while True:
-        draft = draw_draft(ch, limits, package=package)
+        stack = ch.chance(limits.stack_percent)
+        draft = (draw_stack if stack else draw_draft)(ch, limits, package=package)
         m = _Mutated(draft)
-        mutate = ch.pick(SINGLE_MISTAKES)
+        mutate = ch.pick(STACK_SINGLE_MISTAKES if stack else SINGLE_MISTAKES)
         name = mutate(ch, m)
-        if name is None:
+        if name is None or m.mistake is None:
             continue
         text = Emitter(ch, plain=True).document(draft.to_data())
         return Case(text, name, m.expect, draft, m.mistake)

@@ -273,7 +273,10 @@ def check(package_name: str, plan: dict) -> dict:
             errors.append(f"gradient of {name} differs by {diffs[f'grad {name}']}")
 
     losses, twin_losses = train(model, twin, twin_params, objective, inputs, twin_inputs)
-    if not np.allclose(losses, twin_losses, rtol=RTOL, atol=ATOL):
+    # A step's rounding error grows with the size of the losses (and so of the
+    # gradients) before it: a spec whose loss swings to -43 may differ by 1e-4 after.
+    scale = max(abs(loss) for loss in twin_losses)
+    if not np.allclose(losses, twin_losses, rtol=RTOL, atol=ATOL + RTOL * scale):
         errors.append(f"SGD losses {losses} != twin {twin_losses}")
     return {
         "rank": flow.env.get_rank(),

@@ -93,6 +93,14 @@ def force(case: dict) -> dict:
             "output": shape(y),
             "split": shape(weight)[1],
         }
+    if kind in ("ffn", "vocab"):
+        # mlp's first linear is column-parallel: ffn rows of its weight over tensor
+        # ranks; an embedding's table splits its vocabulary rows the same way.
+        rows = case["ffn"] if kind == "ffn" else case["vocab"]
+        weight = flow.empty((rows, case["hidden"]), placement=where, sbp=nd(case, B, S(0)))
+        return {"weight": shape(weight), "split": shape(weight)[0]}
+    if kind in ("heads", "heads_split"):
+        return force_heads(case, where, data_split)
     if kind == "batch":
         x = flow.randn(case["batch"], case["features"], placement=where, sbp=nd(case, S(0), B))
         return {"x": shape(x), "split": shape(x)[0]}
@@ -105,6 +113,18 @@ def force(case: dict) -> dict:
     if kind == "features":
         return {"output": shape(F.layer_norm(x, (case["features"],)))}
     raise ValueError(kind)
+
+
+def force_heads(case: dict, where: flow.placement, data_split) -> dict:
+    """Attention's query projection, its rows grouped by head as specc lays them out."""
+    batch, seq, hidden, heads = case["batch"], case["seq"], case["hidden"], case["heads"]
+    x = flow.randn(batch, seq, hidden, placement=where, sbp=nd(case, data_split, B))
+    weight = flow.randn(hidden, hidden, placement=where, sbp=nd(case, B, S(0)))
+    query = flow.matmul(x, weight, transpose_b=True)  # split over tensor ranks by columns
+    local = query.to_local()
+    # As LiBai's attention: heads // tensor heads per rank, of hidden // heads columns.
+    per_rank = local.reshape(local.shape[0], seq, heads // case["tensor"], hidden // heads)
+    return {"query": shape(query), "heads": list(per_rank.shape), "split": local.shape[-1]}
 
 
 def run_mistakes(path: str) -> None:

@@ -53,12 +53,8 @@ def test_control_character_after_lone_cr_line_ends_is_located_where_it_is():
     assert run.stderr.startswith("control_char_after_cr.yaml:3:7: error[E100]: "), run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="source.py's _report_forbidden_character counts a leading BOM as a column, "
-    "which YAML's marks (and the line shown, BOM stripped) do not",
-)
 def test_control_character_after_a_bom_is_located_where_it_is():
+    """Was: 1:47, the BOM counted as a column (YAML's marks and the line shown skip it)."""
     run = validate("control_char_after_bom.yaml")
     assert run.stderr.startswith("control_char_after_bom.yaml:1:46: error[E100]: "), run.stderr
 
@@ -141,6 +137,7 @@ def test_messages_quoting_refused_names_stay_on_one_line():
         ("node_counts_long_line.yaml", ["format", "--check"]),
         ("layernorm_without_linear.yaml", ["check"]),
         ("long_package_name.yaml", ["format", "--check"]),
+        ("rmsnorm_long_signature.yaml", ["format", "--check"]),
     ],
 )
 def test_generated_code_is_clean_for_ruff(name, command, tmp_path):
@@ -154,6 +151,32 @@ def test_generated_code_is_clean_for_ruff(name, command, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_tied_head_does_not_count_as_a_stage():
+    """Was: ValueError from balancing (exit 3) for 1 unit on 2 stages."""
+    run = validate("tied_head_fills_no_stage.yaml")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("tied_head_fills_no_stage.yaml:6:22: error[E315]: "), run.stderr
+    assert "a tied lm_head shares its table's stage" in run.stderr
+
+
+def test_balancing_keeps_input_readers_on_stage_zero():
+    """Was: balanced onto stage 1, then refused with E313."""
+    run = specc("plan", "--json", spec("balanced_input_reader.yaml"), cwd=HERE)
+    assert run.code == 0, run.stderr
+    model = next(c for c in json.loads(run.stdout)["classes"] if c["name"] == "Model")
+    stages = {
+        step["name"]: step.get("stages", step.get("stage"))
+        for step in model["steps"]
+        if step["step"] in ("layer", "repeat")
+    }
+    assert stages == {
+        "wte": 0,
+        "blocks": [0, 0],
+        "token_type_embedding_2": 0,
+        "linear_3": 1,
+    }, stages
 
 
 @pytest.mark.parametrize("name", ["rich_package.yaml", "google_package.yaml"])
