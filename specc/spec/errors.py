@@ -152,11 +152,42 @@ def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics
         )
 
 
+# What other frameworks call specc's layer kinds (PyTorch, Keras, Megatron, LiBai).
+_KIND_SYNONYMS = {
+    "dense": "linear",
+    "fc": "linear",
+    "fully_connected": "linear",
+    "column_parallel_linear": "linear",
+    "row_parallel_linear": "linear",
+    "swish": "silu",
+    "rms_norm": "rmsnorm",
+    "self_attention": "attention",
+    "multihead_attention": "attention",
+    "multi_head_attention": "attention",
+    "mha": "attention",
+    "feed_forward": "mlp",
+    "feedforward": "mlp",
+    "ffn": "mlp",
+    "vocab_parallel_embedding": "embedding",
+    "word_embedding": "embedding",
+    "token_embedding": "embedding",
+    "positional_embedding": "position_embedding",
+    "segment_embedding": "token_type_embedding",
+    "skip": "residual",
+    "add": "residual",
+    "stack": "repeat",
+    "sequential": "repeat",
+}
+
+
 def _closest(text: str, choices: Sequence[str]) -> str | None:
-    """The choice a typo most likely meant; case differences first."""
+    """The choice a typo most likely meant; case differences first, then synonyms."""
     for choice in choices:
         if choice.lower() == text.lower():
             return choice
+    synonym = _KIND_SYNONYMS.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
+    if synonym in choices:
+        return synonym
     close = difflib.get_close_matches(text.lower(), list(choices), n=1, cutoff=0.5)
     return close[0] if close else None
 
