@@ -110,7 +110,9 @@ def _tied_heads(spec: Spec) -> dict[int, int]:
     activations travel back to it instead.
     """
     embeddings = {
-        layer.name: index for index, layer in enumerate(spec.layers) if isinstance(layer, Embedding)
+        layer.name or names.default_layer_name(layer.kind, index): index
+        for index, layer in enumerate(spec.layers)
+        if isinstance(layer, Embedding)
     }
     return {
         index: embeddings[layer.tied_to]

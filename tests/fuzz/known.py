@@ -13,6 +13,8 @@ Fixed (tests/regressions/ keeps them):
                            balancing cut 1 unit into 2 stages: ValueError, exit 3
   balanced_input_reader    balancing put a layer reading a second input on stage 1 and
                            then refused it (E313) in a spec that wrote no stage
+  tied_head_unnamed_table  a head tied to an unnamed table (`tied_to: embedding_0`) was
+                           not staged with it: a placement error at run time
   control_char_after_bom   a control character on line 1 of a file starting with a BOM
                            was reported one column to the right (the BOM was counted)
   name_with_newline        a refused name holding a line break was quoted raw by the

@@ -161,6 +161,15 @@ def test_a_tied_head_does_not_count_as_a_stage():
     assert "a tied lm_head shares its table's stage" in run.stderr
 
 
+def test_a_head_tied_to_an_unnamed_table_runs_on_its_stage():
+    """Was: balanced onto stage 1, its table on stage 0: a placement error at run time."""
+    run = specc("plan", "--json", spec("tied_head_unnamed_table.yaml"), cwd=HERE)
+    assert run.code == 0, run.stderr
+    model = next(c for c in json.loads(run.stdout)["classes"] if c["name"] == "Model")
+    stages = {s["name"]: s["stage"] for s in model["steps"] if s["step"] == "layer"}
+    assert stages == {"embedding_0": 0, "layernorm_1": 1, "relu_2": 1, "lm_head_3": 0}, stages
+
+
 def test_balancing_keeps_input_readers_on_stage_zero():
     """Was: balanced onto stage 1, then refused with E313."""
     run = specc("plan", "--json", spec("balanced_input_reader.yaml"), cwd=HERE)
