@@ -89,10 +89,11 @@ def assign_stages(
     for head, table in heads.items():
         layer = spec.layers[head]
         if layer.stage is not None and layer.stage != result[table][0]:
+            name = layer.name or names.default_layer_name(layer.kind, head)
             diagnostics.error(
                 "E314",
-                f"lm_head `{layer.name or head}` is tied to a table on stage "
-                f"{result[table][0]}, and runs there, not on stage {layer.stage}",
+                f"lm_head `{name}` is tied to a table on stage {result[table][0]}, and runs "
+                f"there, not on stage {layer.stage}",
                 document.span(("layers", head, "stage")),
                 help="remove its `stage`: a tied head always runs on its table's stage",
             )
