@@ -12,7 +12,8 @@ hypothesis keeps failing examples in .hypothesis/ and replays them first).
   mutation calls for are reported; a spec valid by construction is accepted; every
   layer kind occurs in some accepted spec.
 * test_accepted_specs_build (B): a spec specc accepts builds twice to identical bytes,
-  every file compiles, and a sample passes `ruff check` and `ruff format --check`.
+  every file compiles, its plan keeps the pipeline rules (oracle.plan_problems), and a
+  sample passes `ruff check` and `ruff format --check`.
 * test_generated_code_holds_only_plan_words (7): every identifier of the generated code
   is a template word or a name from the spec; strings and comments are ones the golden
   trees hold, up to numbers, the package name and the file name.
@@ -151,6 +152,10 @@ def test_accepted_specs_build(tmp_path):
                 return
             second = build(case, work, "two")
             assert second.code == 0, second.stderr
+            plan = specc("plan", "--json", case.file_name, cwd=work)
+            assert plan.code == 0, plan.stderr
+            problems = oracle.plan_problems(json.loads(plan.stdout))
+            assert not problems, "\n".join(problems)
             package = case.draft.package
             one, two = package_tree(work / "one"), package_tree(work / "two")
             assert one == two, "the same spec built twice differs"
