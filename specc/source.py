@@ -157,15 +157,37 @@ def _report_syntax_error(exc: yaml.MarkedYAMLError, file: str, diagnostics: Diag
     # For an unfinished key PyYAML's problem mark is where it gave up (often the next
     # line); the context mark is the key itself, which is what the user must fix.
     simple_key = exc.context == "while scanning a simple key"
-    mark = (exc.context_mark if simple_key else None) or exc.problem_mark or exc.context_mark
-    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    opener = exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
+    help_ = _SYNTAX_HELP.get(problem)
+    # What runs to the end of the file is best shown where it opened.
+    at_end = "end of stream" in problem or "<stream end>" in problem
+    bracket = _FLOW.get(exc.context or "")
+    unclosed = opener is not None and (
+        exc.context == "while scanning a quoted scalar" or (bracket is not None and at_end)
+    )
+    if unclosed and bracket:
+        problem = f"the `{bracket[0]}` that opens here is never closed"
+        help_ = f"close it with `{bracket[1]}`"
+    elif unclosed:
+        problem = "the quoted string that starts here is never closed"
+        help_ = "end it with the quote character it starts with"
+    elif bracket and opener is not None:
+        help_ = (
+            f"close the `{bracket[0]}` opened at {opener.line + 1}:{opener.column + 1} "
+            f"with `{bracket[1]}`, and separate its items with `,`"
+        )
+    mark = (opener if simple_key or unclosed else None) or exc.problem_mark or opener
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     diagnostics.error(
         "E100",
         f"YAML syntax error: {problem}",
         Span(file, line, col, line, col + 1),
-        help=_SYNTAX_HELP.get(problem),
+        help=help_,
     )
+
+
+_FLOW = {"while parsing a flow mapping": "{}", "while parsing a flow sequence": "[]"}
 
 
 class _TooBig(Exception):

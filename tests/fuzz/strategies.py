@@ -2,13 +2,18 @@
 
 A spec is first drawn as a `Draft` that tracks the running feature size through the
 layers, so every linear's `in_features`, every written layernorm `features` and every
-split size is right by construction. One mutation may then break it, at one of four
-levels, and the mutation knows which codes specc must report (`Case.expect`):
+split size is right by construction; or (`Limits.stack_percent` of the time) as a
+transformer stack from tests/fuzz/stacks.py, which does the same for every other layer
+kind. One mutation may then break it, at one of four levels, and the mutation knows
+which codes specc must report (`Case.expect`):
 
 * semantic: a wrong in_features or features, a size not divisible by its group, a
-  batch not divisible by data, a wrong world_size, pipeline > 1, two inputs;
+  batch not divisible by data, a wrong world_size, pipeline > 1, two inputs, bad
+  stages or batching; for stacks the mistakes listed in stacks.py (heads, ffn,
+  vocabulary, positions, patches, tied heads, second inputs, bodies that change shape);
 * schema: unknown keys and kinds, wrong types, out-of-range numbers, bad choices,
-  missing keys, names no code may use, duplicate names, empty lists, bad versions;
+  missing keys, names no code may use, duplicate names, empty lists, bad versions,
+  `${...}` references that cannot be resolved;
 * YAML: duplicate keys, tags that construct objects, non-string keys, a top level that
   is not a mapping, an empty document, unclosed brackets, tabs, several documents;
 * text: random insertions, deletions, duplicated lines and truncations, whose outcome
@@ -16,7 +21,8 @@ levels, and the mutation knows which codes specc must report (`Case.expect`):
 
 Valid specs also vary in how they are written: block or flow style, indentation,
 comments, CRLF line ends, document markers, a BOM, anchors and aliases, YAML 1.1
-spellings of booleans and integers, quoting, key order.
+spellings of booleans and integers, quoting, key order, sizes moved into `sizes:` and
+referred to as `${name}` or `${k * name}`.
 
 Every choice goes through a `Chooser`, so the same generator runs under hypothesis
 (`cases()`, which shrinks a failing example) and from `random.Random(seed)`
