@@ -45,3 +45,32 @@ def import_lines(module: str, names: Sequence[str]) -> tuple[str, ...]:
     if len(one) <= LINE_LENGTH:
         return (one,)
     return (f"from {module} import (", *(f"    {name}," for name in ordered), ")")
+
+
+def comprehension_lines(indent: int, head: str, element: str, clause: str) -> tuple[str, ...]:
+    """`head([element clause])`, a call whose one argument is a list comprehension.
+
+    ruff keeps it on one line, else hugs the comprehension on one indented line, else
+    breaks the comprehension itself: the element and the `for` clause on lines of
+    their own inside the brackets.
+    """
+    pad, inner, deeper = " " * indent, " " * (indent + 4), " " * (indent + 8)
+    comprehension = f"[{element} {clause}]"
+    one = f"{pad}{head}({comprehension})"
+    if len(one) <= LINE_LENGTH:
+        return (one,)
+    if len(inner) + len(comprehension) <= LINE_LENGTH:
+        return (f"{pad}{head}(", f"{inner}{comprehension}", f"{pad})")
+    return (f"{pad}{head}(", f"{inner}[", f"{deeper}{element}", f"{deeper}{clause}",
+            f"{inner}]", f"{pad})")  # fmt: skip
+
+
+def sum_lines(target: str, terms: Sequence[str]) -> tuple[str, ...]:
+    """`target = a + b + c` at module level, parenthesised and split as ruff does."""
+    one = f"{target} = {' + '.join(terms)}"
+    if len(one) <= LINE_LENGTH:
+        return (one,)
+    inner = f"    {' + '.join(terms)}"
+    if len(inner) <= LINE_LENGTH:
+        return (f"{target} = (", inner, ")")
+    return (f"{target} = (", f"    {terms[0]}", *(f"    + {t}" for t in terms[1:]), ")")

@@ -170,6 +170,7 @@ class RepeatStep:
     stages: tuple[int, ...]  # pipeline stage of each repetition
     stages_constant: str | None  # module constant holding them, when pipelined
     stages_expression: str  # e.g. "[0] * 6 + [1] * 6"
+    stages_lines: tuple[str, ...]  # the constant's assignment, laid out
 
 
 Step = LayerStep | Relayout | StageMove | ResidualBegin | ResidualEnd | RepeatStep

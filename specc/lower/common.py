@@ -52,15 +52,16 @@ class Scope:
             self.inputs_used.append(name)
 
 
-def run_lengths(stages: tuple[int, ...]) -> str:
-    """`[0] * 6 + [1] * 6`: a stage list whose size does not grow with the layer count."""
+def run_lengths(stages: tuple[int, ...]) -> tuple[str, ...]:
+    """`[0] * 6`, `[1] * 6`: terms of a stage list whose size does not grow with the
+    layer count."""
     runs: list[list[int]] = []
     for stage in stages:
         if runs and runs[-1][0] == stage:
             runs[-1][1] += 1
         else:
             runs.append([stage, 1])
-    return " + ".join(f"[{stage}] * {count}" for stage, count in runs)
+    return tuple(f"[{stage}] * {count}" for stage, count in runs)
 
 
 def ranges(units: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from specc import __version__, names
-from specc.codeformat import LINE_LENGTH, call_lines
+from specc.codeformat import LINE_LENGTH, call_lines, comprehension_lines, sum_lines
 from specc.diagnostics import Diagnostics, Span
 from specc.lower.common import (
     B,
@@ -658,9 +658,10 @@ class Lowering(LayerRules):
         )
         constant = f"{name.upper()}_STAGES" if self.pipeline > 1 else None
         if constant:
-            stack = f"[{class_name}(placement=STAGES[stage]) for stage in {constant}]"
+            element, clause = f"{class_name}(placement=STAGES[stage])", f"for stage in {constant}"
         else:
-            stack = f"[{class_name}(placement={scope.placement}) for _ in range({layer.times})]"
+            element = f"{class_name}(placement={scope.placement})"
+            clause = f"for _ in range({layer.times})"
         loop = [f"        hidden = {scope.reads}"] if scope.reads != "hidden" else []
         loop += [
             f"        for layer in self.{name}:",
@@ -676,11 +677,12 @@ class Lowering(LayerRules):
                 arguments,
                 self.of(result),
                 self.where(path),
-                call_lines(8, f"self.{name} = nn.ModuleList", [stack]),
+                comprehension_lines(8, f"self.{name} = nn.ModuleList", element, clause),
                 tuple(loop),
                 stages,
                 constant,
-                run_lengths(stages),
+                " + ".join(run_lengths(stages)),
+                sum_lines(constant, run_lengths(stages)) if constant else (),
             )
         )
         scope.reads = "hidden"

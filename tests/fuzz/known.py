@@ -15,6 +15,9 @@ Fixed (tests/regressions/ keeps them):
                            then refused it (E313) in a spec that wrote no stage
   tied_head_unnamed_table  a head tied to an unnamed table (`tied_to: embedding_0`) was
                            not staged with it: a placement error at run time
+  long_repeat_name_pipelined
+                           a pipelined repeat's stage constant (with its trailing
+                           comment) and ModuleList comprehension overran ruff's 88
   control_char_after_bom   a control character on line 1 of a file starting with a BOM
                            was reported one column to the right (the BOM was counted)
   name_with_newline        a refused name holding a line break was quoted raw by the

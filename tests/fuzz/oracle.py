@@ -342,6 +342,18 @@ def derived_names(data: object) -> list[str]:
     return found
 
 
+def compiler_words() -> set[str]:
+    """Words of the string literals lowering writes into comments (why a gather is
+    inserted, and so on): specc's own text, whatever the spec says."""
+    words: set[str] = set()
+    for path in sorted((REPO / "specc" / "lower").glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.STRING:
+                words |= set(_WORD.findall(re.sub(r"{.*?}", " ", token.string)))
+    return words
+
+
 def template_words() -> set[str]:
     """Identifiers written literally in the templates, outside Jinja expressions."""
     words: set[str] = set()
@@ -376,7 +388,8 @@ class Vocabulary:
         # name them whether or not a golden tree does.
         fixed = template_words() | set(LAYER_KINDS)
         # A golden spec's names are its own, not template words.
-        return cls((names - golden_names) | fixed, strings, words | fixed | names)
+        comments = words | fixed | names | compiler_words()
+        return cls((names - golden_names) | fixed, strings, comments)
 
     def problems(self, package_dir: Path, names: list[str], package: str) -> list[str]:
         """What in the package at `package_dir` comes from neither templates nor `names`."""

@@ -138,6 +138,7 @@ def test_messages_quoting_refused_names_stay_on_one_line():
         ("layernorm_without_linear.yaml", ["check"]),
         ("long_package_name.yaml", ["format", "--check"]),
         ("rmsnorm_long_signature.yaml", ["format", "--check"]),
+        ("long_repeat_name_pipelined.yaml", ["format", "--check"]),
     ],
 )
 def test_generated_code_is_clean_for_ruff(name, command, tmp_path):
