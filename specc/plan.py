@@ -122,9 +122,10 @@ class Relayout:
     kind: Literal["gather", "split"]
     before: Layout
     after: Layout
-    sbp_constant: str
     reason: str
     reads: str
+    constants: tuple[str, ...]  # the SBP constants of parallel.py it uses
+    call: tuple[str, ...]  # `hidden = x.to_global(sbp=..., grad_sbp=...)`, laid out
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +270,7 @@ class Plan:
         if self.loss is not None:
             parallel.add(self.loss.labels.sbp_constant)
         for cls in self.classes:
-            parallel |= {s.sbp_constant for s in cls.steps if isinstance(s, Relayout)}
+            parallel |= {c for s in cls.steps if isinstance(s, Relayout) for c in s.constants}
         lines = import_lines(".layers", sorted(layers)) if layers else ()
         return (*lines, *import_lines(".parallel", sorted(parallel)))
 

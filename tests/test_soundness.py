@@ -12,6 +12,10 @@ names the seed and the spec to replay it.
   forward, backward and SGD steps match a single-process twin (tests/launch/parity.py).
   No spec may fail with a shape or SBP error. A control package with a falsified plan
   rides along in the 2-process launch and must be reported.
+* test_accepted_specs_train_as_graphs (C'): 8 random stacks with a loss (4 on 2 and 4 on
+  4 processes, most of them pipelined where the draw allows) train 3 steps through the
+  generated TrainGraph (micro-batches, stages) against the twin, and their EvalGraph
+  matches the eager model.
 * test_refused_mistakes_really_fail (D): random specs with exactly one divisibility or
   shape mistake are refused with that one error, and the mistake, forced into plain
   OneFlow code in one launch on 4 processes, really goes wrong. OneFlow 0.9 splits an
@@ -43,6 +47,7 @@ import pytest
 
 from specc.spec.models import LAYER_KINDS
 from tests.fuzz import known
+from tests.fuzz.stacks import StackDraft
 from tests.fuzz.strategies import RUN, RandomChooser, draw_case, single_mistake
 from tests.support.cli import specc
 from tests.support.launcher import launch
@@ -54,12 +59,13 @@ pytestmark = pytest.mark.launcher
 SEED = int(os.environ.get("SPECC_FUZZ_SEED") or datetime.date.today().strftime("%Y%m%d"))
 DRIVER = REPO / "tests" / "launch" / "soundness.py"
 PER_WORLD = {1: 16, 2: 24, 4: 32}
+GRAPH_PER_WORLD = {2: 4, 4: 4}
 MISTAKES = {
     **{"col": 2, "row": 2, "batch": 2, "in_features": 2, "features": 2},
     **{"heads": 2, "heads_split": 2, "ffn": 1, "vocab": 1},
 }
 # Packages the harness itself imports under these names.
-HARNESS = {"parity", "soundness", "fuzz_control"}
+HARNESS = {"parity", "soundness", "fuzz_control", "gather_in_a_graph"}
 # A package whose plan is then falsified: the driver must report it, or it checks nothing.
 CONTROL = """specc: 1
 name: fuzz_control
@@ -160,21 +166,87 @@ def test_accepted_specs_run(tmp_path):
             assert len(control) == 2 and all(r["errors"] for r in control), (
                 f"the falsified control plan was not reported: {control}\n{run.explain()}"
             )
-        for package, text in packages:
-            mine = [r for r in records if r.get("package") == package]
-            errors = sorted({e for r in mine for e in r["errors"]})
-            if len(mine) != world:
-                errors.append(f"{len(mine)} of {world} ranks reported (exit {run.returncode})")
-            if errors:
-                where = f"world {world}, package {package}, {replay(SEED)}"
-                failures.append(f"{where}:\n  " + "\n  ".join(errors) + f"\n{text}")
-        if run.returncode != 0 and not failures:
-            failures.append(f"world {world}: launch failed, {replay(SEED)}\n{run.explain()}")
+        failures += package_failures(run, world, packages)
     count = sum(len(p) for p in chosen.values())
     print(f"seed {SEED}: {count} accepted specs ran, launches {timings}s, "
           f"{time.monotonic() - started:.1f}s in all; {kinds}")  # fmt: skip
     assert not failures, "\n\n".join(failures)
     assert count >= 40
+
+
+def package_failures(run, world: int, packages: list[tuple[str, str]]) -> list[str]:
+    """Each package's errors, from every rank; a launch that died says so."""
+    records = run.records()
+    failures = []
+    for package, text in packages:
+        mine = [r for r in records if r.get("package") == package]
+        errors = sorted({e for r in mine for e in r["errors"]})
+        if len(mine) != world:
+            errors.append(f"{len(mine)} of {world} ranks reported (exit {run.returncode})")
+        if errors:
+            where = f"world {world}, package {package}, {replay(SEED)}"
+            failures.append(f"{where}:\n  " + "\n  ".join(errors) + f"\n{text}")
+    if run.returncode != 0 and not failures:
+        failures.append(f"world {world}: launch failed, {replay(SEED)}\n{run.explain()}")
+    return failures
+
+
+def draw_trainable(tmp_path) -> tuple[dict[int, list[tuple[str, str]]], dict[int, int]]:
+    """GRAPH_PER_WORLD accepted stacks with a loss, half of them pipelined if they can be."""
+    ch = RandomChooser(random.Random(SEED + 2))
+    chosen: dict[int, list[tuple[str, str]]] = {world: [] for world in GRAPH_PER_WORLD}
+    pipelined = dict.fromkeys(GRAPH_PER_WORLD, 0)
+    for index in range(3000):
+        if all(len(chosen[w]) >= n for w, n in GRAPH_PER_WORLD.items()):
+            break
+        case = draw_case(ch, RUN, mutate_percent=0, plain=True)
+        draft, world = case.draft, case.draft.world
+        if not isinstance(draft, StackDraft) or not draft.loss or world not in chosen:
+            continue
+        if not draft.has_parameters():
+            continue  # an optimizer needs something to train
+        wanted = GRAPH_PER_WORLD[world]
+        taken = {name for name, _ in chosen[world]}
+        if len(chosen[world]) >= wanted or draft.package in taken | HARNESS:
+            continue
+        flat = len(chosen[world]) - pipelined[world]
+        if draft.pipeline == 1 and flat >= wanted // 2 and index < 1500:
+            continue
+        out = tmp_path / f"graph{world}"
+        spec = tmp_path / "graph_specs" / f"{index}.yaml"
+        spec.parent.mkdir(exist_ok=True)
+        spec.write_text(case.text, encoding="utf-8")
+        if specc("build", str(spec), "-o", str(out)).code != 0:
+            continue  # a tricky name refused
+        plan = specc("plan", "--json", str(spec))
+        (out / f"{draft.package}.json").write_text(plan.stdout, encoding="utf-8")
+        chosen[world].append((draft.package, case.text))
+        pipelined[world] += draft.pipeline > 1
+    assert all(len(chosen[w]) == n for w, n in GRAPH_PER_WORLD.items()), (SEED + 2, chosen)
+    return chosen, pipelined
+
+
+def test_accepted_specs_train_as_graphs(tmp_path):
+    started = time.monotonic()
+    chosen, pipelined = draw_trainable(tmp_path)
+    failures = []
+    # A fixed spec rides along: tests/regressions/gather_in_a_graph.yaml.
+    regression = REPO / "tests" / "regressions" / "gather_in_a_graph.yaml"
+    assert specc("build", str(regression), "-o", str(tmp_path / "graph2")).code == 0
+    plan = specc("plan", "--json", str(regression)).stdout
+    (tmp_path / "graph2" / "gather_in_a_graph.json").write_text(plan, encoding="utf-8")
+    chosen[2].append(("gather_in_a_graph", regression.read_text(encoding="utf-8")))
+    for world, packages in chosen.items():
+        out = tmp_path / f"graph{world}"
+        arguments = [f"{package}={out / package}.json" for package, _ in packages]
+        run = launch(
+            world, [str(DRIVER), "graph", *arguments], pythonpath=[out], cwd=out, timeout=400
+        )
+        failures += package_failures(run, world, packages)
+    count = sum(len(p) for p in chosen.values()) - 1
+    print(f"seed {SEED + 2}: {count} random stacks trained as graphs in "
+          f"{time.monotonic() - started:.1f}s, {sum(pipelined.values())} pipelined")  # fmt: skip
+    assert not failures, "\n\n".join(failures)
 
 
 def draw_mistakes(tmp_path) -> list[dict]:

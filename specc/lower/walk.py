@@ -83,7 +83,8 @@ _USE_MATH = {"LinearBase", "PatchEmbedding", "SelfAttention"}
 _NO_PLACEMENT = {"SelectToken"}  # layer classes that hold no tensors
 _CONSTANT_COMMENTS = {
     "ACTIVATION": "activations: batch over data ranks",
-    "FEATURE_SPLIT": "activations split on their last dimension",
+    "FEATURE_SPLIT_2D": "[batch, features] activations split on features",
+    "FEATURE_SPLIT_3D": "[batch, seq, features] activations split on features",
     "COLUMN_SPLIT": "col weights, vocabulary: rows over tensor ranks",
     "ROW_SPLIT": "row weight: columns over tensor ranks",
     "REPLICATED": "whole on every rank",
@@ -167,8 +168,19 @@ class Lowering(LayerRules):
         sbp = self.nd(data_sbp, tensor_sbp)
         # "S(0)" and "B" are also how the generated parallel.py spells them.
         python = "(" + ", ".join(sbp) + ("," if len(sbp) == 1 else "") + ")"
-        self.constants.setdefault(name, SbpConstant(name, sbp, python, _CONSTANT_COMMENTS[name]))
+        comment = _CONSTANT_COMMENTS.get(name, "activations split on their last dimension")
+        self.constants.setdefault(name, SbpConstant(name, sbp, python, comment))
+        assert self.constants[name].sbp == sbp, (name, sbp)  # one name, one layout
         return name
+
+    def feature_split(self, current: Running) -> str:
+        """The constant of `current`'s SBP, split on its last dimension: one per rank
+        of activations, since [batch, features] and [batch, seq, features] split on
+        different dimensions."""
+        self.constant("ACTIVATION", current.data_sbp, B)
+        return self.constant(
+            f"FEATURE_SPLIT_{len(current.shape)}D", current.data_sbp, current.tensor_sbp
+        )
 
     def param(self, name: str, shape: Shape, tensor_sbp: str) -> Param:
         return Param(name, self.layout(shape, B, tensor_sbp))
@@ -251,7 +263,11 @@ class Lowering(LayerRules):
         used = {c for cls in classes for c in cls.sbp_constants}
         used |= {i.sbp_constant for i in inputs}
         used |= {
-            s.sbp_constant for c in self.module_classes for s in c.steps if isinstance(s, Relayout)
+            constant
+            for c in self.module_classes
+            for s in c.steps
+            if isinstance(s, Relayout)
+            for constant in s.constants
         }
         constants = tuple(self.constants[name] for name in sorted(used))
         return Plan(
@@ -696,14 +712,23 @@ class Lowering(LayerRules):
         if current.tensor_sbp == B or current.dtype != "float32":
             return current
         whole = replace(current, tensor_sbp=B)
+        split_constant = self.feature_split(current)
         scope.steps.append(
             Relayout(
                 "gather",
                 self.of(current),
                 self.of(whole),
-                "ACTIVATION",
                 f"{what} `{consumer}` needs whole features",
                 scope.reads,
+                ("ACTIVATION", split_constant),
+                # The gradient of an all-gather is the local slice of a whole gradient.
+                # Said explicitly: OneFlow 0.9's default for it aborts CPU graphs that
+                # train a split bias before the gather (register.cpp:75).
+                call_lines(
+                    8,
+                    f"hidden = {scope.reads}.to_global",
+                    ["sbp=ACTIVATION", f"grad_sbp={split_constant}"],
+                ),
             )
         )
         scope.reads = "hidden"
@@ -722,15 +747,21 @@ class Lowering(LayerRules):
         if current.tensor_sbp == target:
             return current
         result = replace(current, tensor_sbp=target)
-        constant = self.constant("FEATURE_SPLIT", current.data_sbp, target)
+        constant = self.feature_split(result)
         scope.steps.append(
             Relayout(
                 "split",
                 self.of(current),
                 self.of(result),
-                constant,
                 "a `row` linear takes features split over tensor ranks (local slice)",
                 scope.reads,
+                (constant, "ACTIVATION"),
+                # Its gradient is the all-gather of the split gradient.
+                call_lines(
+                    8,
+                    f"hidden = {scope.reads}.to_global",
+                    [f"sbp={constant}", "grad_sbp=ACTIVATION"],
+                ),
             )
         )
         scope.reads = "hidden"

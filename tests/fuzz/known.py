@@ -15,6 +15,9 @@ Fixed (tests/regressions/ keeps them):
                            then refused it (E313) in a spec that wrote no stage
   tied_head_unnamed_table  a head tied to an unnamed table (`tied_to: embedding_0`) was
                            not staged with it: a placement error at run time
+  gather_in_a_graph        an all-gather after a `col` linear aborted OneFlow's CPU graph
+                           training; gathers now state their gradient's SBP
+  split_constants_per_rank one FEATURE_SPLIT constant served activations of every rank
   long_repeat_name_pipelined
                            a pipelined repeat's stage constant (with its trailing
                            comment) and ModuleList comprehension overran ruff's 88

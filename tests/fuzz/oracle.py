@@ -386,7 +386,9 @@ class Vocabulary:
                 strings |= masked_variants(string, data["name"], tokens.label, spec_own)
         # Layer kinds come from a closed set (E205 refuses any other), so comments may
         # name them whether or not a golden tree does.
-        fixed = template_words() | set(LAYER_KINDS)
+        # Lowering names the SBP of split activations by their rank (at most 8 dims).
+        splits = {f"FEATURE_SPLIT_{rank}D" for rank in range(2, 9)}
+        fixed = template_words() | set(LAYER_KINDS) | splits
         # A golden spec's names are its own, not template words.
         comments = words | fixed | names | compiler_words()
         return cls((names - golden_names) | fixed, strings, comments)

@@ -4,6 +4,9 @@
       Each package through parity.py's `check` (layouts as planned, forward, backward
       and SGD steps against a single-process twin). An exception becomes an error record
       for that package instead of ending the run, so one bad package hides no other.
+  soundness.py graph PACKAGE=PLAN_JSON ...
+      The same with parity.py's `check_graph`: the generated TrainGraph (micro-batches,
+      pipeline stages) against the twin, and the EvalGraph against eager.
   soundness.py mistakes CASES_JSON
       The mistakes specc refuses, forced into plain OneFlow code: for each case every
       rank prints the local shapes it got, or the error OneFlow raised.
@@ -25,13 +28,16 @@ B = flow.sbp.broadcast
 S = flow.sbp.split
 
 
-def run_parity(arguments: list[str]) -> None:
+def run_parity(arguments: list[str], graph: bool = False) -> None:
+    """parity.check on every package, or with `graph` its check_graph (nn.Graph
+    training with micro-batches and pipeline stages)."""
+    check = parity.check_graph if graph else parity.check
     for argument in arguments:
         package_name, plan_path = argument.split("=", 1)
         with open(plan_path, encoding="utf-8") as file:
             plan = json.load(file)
         try:
-            record = parity.check(package_name, plan)
+            record = check(package_name, plan)
         except Exception as error:
             record = {
                 "rank": flow.env.get_rank(),
@@ -143,8 +149,8 @@ def run_mistakes(path: str) -> None:
 
 def main() -> None:
     mode, *arguments = sys.argv[1:]
-    if mode == "parity":
-        run_parity(arguments)
+    if mode in ("parity", "graph"):
+        run_parity(arguments, graph=mode == "graph")
     else:
         run_mistakes(arguments[0])
 

@@ -171,6 +171,24 @@ def test_a_head_tied_to_an_unnamed_table_runs_on_its_stage():
     assert stages == {"embedding_0": 0, "layernorm_1": 1, "relu_2": 1, "lm_head_3": 0}, stages
 
 
+def test_each_split_activation_rank_has_its_own_sbp_constant():
+    """Was: FEATURE_SPLIT = (S(2),) used for a [batch, features] activation too."""
+    run = specc("plan", "--json", spec("split_constants_per_rank.yaml"), cwd=HERE)
+    assert run.code == 0, run.stderr
+    constants = {c["name"]: c["sbp"] for c in json.loads(run.stdout)["sbp_constants"]}
+    assert constants["FEATURE_SPLIT_3D"] == ["S(2)"], constants
+    assert constants["FEATURE_SPLIT_2D"] == ["S(1)"], constants
+
+
+def test_a_gather_states_its_gradient(tmp_path):
+    """Was: `to_global(sbp=ACTIVATION)` alone, which aborts OneFlow's CPU graph training
+    (tests/test_soundness.py trains this spec as a graph)."""
+    run = build("gather_in_a_graph.yaml", tmp_path)
+    assert run.code == 0, run.stderr
+    model = (tmp_path / "gather_in_a_graph" / "model.py").read_text(encoding="utf-8")
+    assert "hidden.to_global(sbp=ACTIVATION, grad_sbp=FEATURE_SPLIT_2D)" in model
+
+
 def test_balancing_keeps_input_readers_on_stage_zero():
     """Was: balanced onto stage 1, then refused with E313."""
     run = specc("plan", "--json", spec("balanced_input_reader.yaml"), cwd=HERE)

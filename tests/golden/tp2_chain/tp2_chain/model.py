@@ -10,7 +10,7 @@ import oneflow as flow
 from oneflow import nn
 
 from .layers import ColumnParallelLinear, LayerNorm, ReplicatedLinear, RowParallelLinear
-from .parallel import ACTIVATION, FEATURE_SPLIT, PLACEMENT, check_world_size
+from .parallel import ACTIVATION, FEATURE_SPLIT_2D, PLACEMENT, check_world_size
 
 
 class Model(nn.Module):
@@ -48,7 +48,7 @@ class Model(nn.Module):
         # tokens: [8, 16], sbp (B), local [8, 16]
         # split: a `row` linear takes features split over tensor ranks (local slice)
         # -> [8, 16], sbp (S(1)), local [8, 8]
-        hidden = tokens.to_global(sbp=FEATURE_SPLIT)
+        hidden = tokens.to_global(sbp=FEATURE_SPLIT_2D, grad_sbp=ACTIVATION)
         # entry: (S(1)) -> (B): x features split, weight columns split -> partial sums -> all-reduce
         # -> [8, 32], sbp (B), local [8, 32]
         hidden = self.entry(hidden)
@@ -63,13 +63,13 @@ class Model(nn.Module):
         hidden = self.tanh_3(hidden)
         # gather: a `col` linear `linear_4` needs whole features
         # -> [8, 64], sbp (B), local [8, 64]
-        hidden = hidden.to_global(sbp=ACTIVATION)
+        hidden = hidden.to_global(sbp=ACTIVATION, grad_sbp=FEATURE_SPLIT_2D)
         # linear_4: (B) -> (S(1)): x whole, weight rows split -> output features split
         # -> [8, 16], sbp (S(1)), local [8, 8]
         hidden = self.linear_4(hidden)
         # gather: layernorm `layernorm_5` needs whole features
         # -> [8, 16], sbp (B), local [8, 16]
-        hidden = hidden.to_global(sbp=ACTIVATION)
+        hidden = hidden.to_global(sbp=ACTIVATION, grad_sbp=FEATURE_SPLIT_2D)
         # layernorm_5: (B), needs whole features
         # -> [8, 16], sbp (B), local [8, 16]
         hidden = self.layernorm_5(hidden)
@@ -90,7 +90,7 @@ class Model(nn.Module):
         hidden = self.relu_10(hidden)
         # gather: layernorm `layernorm_11` needs whole features
         # -> [8, 4], sbp (B), local [8, 4]
-        hidden = hidden.to_global(sbp=ACTIVATION)
+        hidden = hidden.to_global(sbp=ACTIVATION, grad_sbp=FEATURE_SPLIT_2D)
         # layernorm_11: (B), needs whole features
         # -> [8, 4], sbp (B), local [8, 4]
         hidden = self.layernorm_11(hidden)

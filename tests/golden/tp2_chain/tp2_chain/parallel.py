@@ -31,7 +31,7 @@ ACCUMULATION = 1  # micro-batches per training step
 
 ACTIVATION = (B,)  # activations: batch over data ranks
 COLUMN_SPLIT = (S(0),)  # col weights, vocabulary: rows over tensor ranks
-FEATURE_SPLIT = (S(1),)  # activations split on their last dimension
+FEATURE_SPLIT_2D = (S(1),)  # [batch, features] activations split on features
 REPLICATED = (B,)  # whole on every rank
 ROW_SPLIT = (S(1),)  # row weight: columns over tensor ranks
 
