@@ -25,8 +25,13 @@ _MODULE_ATTRIBUTES = frozenset(
     "register_parameter requires_grad_ state_dict to to_consistent to_global to_local train "
     "training zero_grad".split()
 )
-# Names the generated modules use themselves.
-_GENERATED = frozenset("self flow nn math oneflow model parallel layers main".split())
+# Names the generated modules use themselves: modules, and the local variables of
+# every forward (the stream, what a residual keeps, a repeat's loop variable), which
+# an input of the same name, a parameter of forward, would collide with.
+_GENERATED = frozenset(
+    "self flow nn math oneflow model parallel layers main hidden residual layer".split()
+)
+_GENERATED_PATTERN = re.compile(r"residual_\d+\Z")  # residuals inside residuals
 # Package names that would shadow what the generated code or its user imports.
 # OneFlow imports rich and google (protobuf) itself; the rest are common neighbours.
 _PACKAGES = frozenset(sys.stdlib_module_names) | {
@@ -72,7 +77,8 @@ def identifier_problem(name: str, *, package: bool = False) -> str | None:
         return "it is a Python keyword"
     if package and name in _PACKAGES:
         return "it would shadow an existing module"
-    if not package and (name in _MODULE_ATTRIBUTES or name in _GENERATED):
+    generated = name in _GENERATED or _GENERATED_PATTERN.match(name)
+    if not package and (name in _MODULE_ATTRIBUTES or generated):
         return "it is already used by nn.Module or by the generated code"
     return None
 

@@ -73,6 +73,9 @@ _WORDS = ("fc", "up", "down", "proj", "head", "norm", "act", "drop", "mlp", "gat
 TRICKY_NAMES = (
     "x",
     "hidden",
+    "residual",
+    "residual_1",
+    "layer",
     "seed",
     "output",
     "shape",

@@ -18,6 +18,8 @@ Fixed (tests/regressions/ keeps them):
   gather_in_a_graph        an all-gather after a `col` linear aborted OneFlow's CPU graph
                            training; gathers now state their gradient's SBP
   split_constants_per_rank one FEATURE_SPLIT constant served activations of every rank
+  input_named_hidden       an input named like a generated local (hidden, residual,
+                           layer) collided with it: duplicate argument, exit 3
   long_repeat_name_pipelined
                            a pipelined repeat's stage constant (with its trailing
                            comment) and ModuleList comprehension overran ruff's 88

@@ -189,6 +189,13 @@ def test_a_gather_states_its_gradient(tmp_path):
     assert "hidden.to_global(sbp=ACTIVATION, grad_sbp=FEATURE_SPLIT_2D)" in model
 
 
+def test_inputs_cannot_take_the_names_of_generated_locals():
+    """Was: `def forward(self, hidden, hidden)`, an internal error (exit 3)."""
+    run = validate("input_named_hidden.yaml")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("input_named_hidden.yaml:11:12: error[E207]: "), run.stderr
+
+
 def test_balancing_keeps_input_readers_on_stage_zero():
     """Was: balanced onto stage 1, then refused with E313."""
     run = specc("plan", "--json", spec("balanced_input_reader.yaml"), cwd=HERE)
