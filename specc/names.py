@@ -95,7 +95,7 @@ def suggest_identifier(text: str, *, package: bool = False) -> str:
     if identifier_problem(snake, package=package) is not None:
         snake = snake[: MAX_LENGTH - 1] + "_"
     if identifier_problem(snake, package=package) is not None:
-        return "my_model" if package else "layer"
+        return "my_model" if package else "my_layer"
     return snake
 
 
