@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from specc import names
 from specc.diagnostics import Diagnostics
 from specc.source import Document, YamlPath
 from specc.spec import (
@@ -30,7 +29,10 @@ def assign_stages(
     """
     pipeline = spec.parallel.pipeline
     counts = [layer.times if isinstance(layer, Repeat) else 1 for layer in spec.layers]
-    for ref in walk_layers(spec):
+    refs = walk_layers(spec)
+    # The top-level layers' names, given or default, as generated code calls them.
+    top = [ref.name for ref in refs if len(ref.path) == 2]
+    for ref in refs:
         if len(ref.path) > 2 and ref.layer.stage is not None:  # inside a residual or repeat
             diagnostics.error(
                 "E313",
@@ -38,7 +40,7 @@ def assign_stages(
                 document.span((*ref.path, "stage")),
                 help="set `stage` on the top-level layer, or `stages` on the repeat",
             )
-    heads = _tied_heads(spec)
+    heads = _tied_heads(spec, top)
     readers = _input_readers(spec)
     pinned = max(readers, default=-1)
     # A tied head runs on its table's stage, and the top-level layers up to the last
@@ -52,9 +54,7 @@ def assign_stages(
         if heads:
             reasons.append("a tied lm_head shares its table's stage")
         if pinned >= 0:
-            layer = spec.layers[pinned]
-            reader = layer.name or names.default_layer_name(layer.kind, pinned)
-            reasons.append(f"the layers up to `{reader}`, which reads an input, share stage 0")
+            reasons.append(f"the layers up to `{top[pinned]}`, which reads an input, share stage 0")
         why = f" ({'; '.join(reasons)})" if reasons else ""
         diagnostics.error(
             "E315",
@@ -89,10 +89,9 @@ def assign_stages(
     for head, table in heads.items():
         layer = spec.layers[head]
         if layer.stage is not None and layer.stage != result[table][0]:
-            name = layer.name or names.default_layer_name(layer.kind, head)
             diagnostics.error(
                 "E314",
-                f"lm_head `{name}` is tied to a table on stage {result[table][0]}, and runs "
+                f"lm_head `{top[head]}` is tied to a table on stage {result[table][0]}, and runs "
                 f"there, not on stage {layer.stage}",
                 document.span(("layers", head, "stage")),
                 help="remove its `stage`: a tied head always runs on its table's stage",
@@ -103,7 +102,7 @@ def assign_stages(
     return result
 
 
-def _tied_heads(spec: Spec) -> dict[int, int]:
+def _tied_heads(spec: Spec, top: list[str]) -> dict[int, int]:
     """Top-level tied heads and the top-level embedding whose table each uses.
 
     OneFlow 0.9 cannot send a variable to another stage inside a CPU graph, and a
@@ -111,9 +110,7 @@ def _tied_heads(spec: Spec) -> dict[int, int]:
     activations travel back to it instead.
     """
     embeddings = {
-        layer.name or names.default_layer_name(layer.kind, index): index
-        for index, layer in enumerate(spec.layers)
-        if isinstance(layer, Embedding)
+        top[index]: index for index, layer in enumerate(spec.layers) if isinstance(layer, Embedding)
     }
     return {
         index: embeddings[layer.tied_to]
