@@ -42,6 +42,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,20 @@ def add_control(out) -> str:
     return f"fuzz_control={out / 'fuzz_control.json'}"
 
 
+def build_with_plan(text: str, spec: Path, out: Path, package: str, seed: int) -> bool:
+    """Write `text` to `spec` and build it into `out`, its plan beside it as
+    `<package>.json` for the driver; False when specc refused it (never a crash)."""
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(text, encoding="utf-8")
+    run = specc("build", str(spec), "-o", str(out))
+    assert run.code in (0, 2), f"seed {seed}: exit {run.code}\n{run.stderr}\n{text}"
+    if run.code != 0:
+        return False
+    plan = specc("plan", "--json", str(spec))
+    (out / f"{package}.json").write_text(plan.stdout, encoding="utf-8")
+    return True
+
+
 def replay(seed: int) -> str:
     return f"SPECC_FUZZ_SEED={seed}"
 
@@ -118,16 +133,9 @@ def draw_accepted(tmp_path, kinds: dict[str, int]) -> dict[int, list[tuple[str, 
         waiting = min(len(missing), 4) if index < 1500 else 0
         if len(chosen[world]) >= PER_WORLD[world] - waiting and not missing & case.draft.kinds():
             continue
-        out = tmp_path / f"world{world}"
         spec = tmp_path / "specs" / f"{index}.yaml"
-        spec.parent.mkdir(exist_ok=True)
-        spec.write_text(case.text, encoding="utf-8")
-        run = specc("build", str(spec), "-o", str(out))
-        assert run.code in (0, 2), f"seed {SEED}: exit {run.code}\n{run.stderr}\n{case.text}"
-        if run.code != 0:
+        if not build_with_plan(case.text, spec, tmp_path / f"world{world}", package, SEED):
             continue  # a tricky name refused
-        plan = specc("plan", "--json", str(spec))
-        (out / f"{package}.json").write_text(plan.stdout, encoding="utf-8")
         chosen[world].append((package, case.text))
         missing -= case.draft.kinds()
         draft = case.draft
@@ -212,14 +220,10 @@ def draw_trainable(tmp_path) -> tuple[dict[int, list[tuple[str, str]]], dict[int
         flat = len(chosen[world]) - pipelined[world]
         if draft.pipeline == 1 and flat >= wanted // 2 and index < 1500:
             continue
-        out = tmp_path / f"graph{world}"
         spec = tmp_path / "graph_specs" / f"{index}.yaml"
-        spec.parent.mkdir(exist_ok=True)
-        spec.write_text(case.text, encoding="utf-8")
-        if specc("build", str(spec), "-o", str(out)).code != 0:
+        out = tmp_path / f"graph{world}"
+        if not build_with_plan(case.text, spec, out, draft.package, SEED + 2):
             continue  # a tricky name refused
-        plan = specc("plan", "--json", str(spec))
-        (out / f"{draft.package}.json").write_text(plan.stdout, encoding="utf-8")
         chosen[world].append((draft.package, case.text))
         pipelined[world] += draft.pipeline > 1
     assert all(len(chosen[w]) == n for w, n in GRAPH_PER_WORLD.items()), (SEED + 2, chosen)
@@ -231,11 +235,12 @@ def test_accepted_specs_train_as_graphs(tmp_path):
     chosen, pipelined = draw_trainable(tmp_path)
     failures = []
     # A fixed spec rides along: tests/regressions/gather_in_a_graph.yaml.
-    regression = REPO / "tests" / "regressions" / "gather_in_a_graph.yaml"
-    assert specc("build", str(regression), "-o", str(tmp_path / "graph2")).code == 0
-    plan = specc("plan", "--json", str(regression)).stdout
-    (tmp_path / "graph2" / "gather_in_a_graph.json").write_text(plan, encoding="utf-8")
-    chosen[2].append(("gather_in_a_graph", regression.read_text(encoding="utf-8")))
+    regression = (REPO / "tests" / "regressions" / "gather_in_a_graph.yaml").read_text(
+        encoding="utf-8"
+    )
+    spec = tmp_path / "graph_specs" / "gather_in_a_graph.yaml"
+    assert build_with_plan(regression, spec, tmp_path / "graph2", "gather_in_a_graph", SEED)
+    chosen[2].append(("gather_in_a_graph", regression))
     for world, packages in chosen.items():
         out = tmp_path / f"graph{world}"
         arguments = [f"{package}={out / package}.json" for package, _ in packages]

@@ -295,6 +295,14 @@ def feature_size(ch: Chooser, limits: Limits, multiple: int = 1) -> int:
     return multiple * ch.integer(max(1, -(-low // multiple)), max(1, high // multiple))
 
 
+def non_multiple(ch: Chooser, group: int) -> int:
+    """A size in [1, 4 * group] that `group` (> 1) does not divide."""
+    while True:
+        size = ch.integer(1, 4 * group)
+        if size % group:
+            return size
+
+
 def draw_parallel(ch: Chooser, limits: Limits) -> tuple[dict[str, int], tuple[int, int, int]]:
     """The keys written under `parallel:` (sizes of 1 often left out), and the mesh."""
     data, tensor, pipeline = ch.pick(limits.meshes)

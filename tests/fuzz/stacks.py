@@ -31,6 +31,7 @@ from tests.fuzz.choices import (
     draw_package,
     draw_parallel,
     feature_size,
+    non_multiple,
 )
 
 WITH_PARAMETERS = frozenset(
@@ -485,13 +486,6 @@ def _of_kind(draft: StackDraft, *kinds: str) -> list[Node]:
     return [node for node in draft.nodes() if node.kind in kinds]
 
 
-def _non_multiple(ch: Chooser, group: int) -> int:
-    while True:
-        size = ch.integer(1, 4 * group)
-        if size % group:
-            return size
-
-
 def _k_heads_hidden(ch: Chooser, m: Any) -> str | None:
     nodes = _of_kind(m.draft, "attention")
     if not nodes:
@@ -535,7 +529,7 @@ def _k_ffn(ch: Chooser, m: Any) -> str | None:
     if tensor == 1 or not nodes:
         return None
     node = ch.pick(nodes)
-    node.fields["ffn"] = _non_multiple(ch, tensor)
+    node.fields["ffn"] = non_multiple(ch, tensor)
     m.expect = frozenset({"E301"})
     m.mistake = _facts(m.draft, "ffn", node, ffn=node.fields["ffn"])
     return "ffn_not_divisible"
@@ -555,7 +549,7 @@ def _k_vocab(ch: Chooser, m: Any) -> str | None:
         m.expect = frozenset({"E301"})
         return "padded_vocab_not_divisible"
     fields.pop("pad_vocab_to_multiple_of", None)
-    fields["vocab_size"] = _non_multiple(ch, tensor)
+    fields["vocab_size"] = non_multiple(ch, tensor)
     m.expect = frozenset({"E301"})
     m.mistake = _facts(m.draft, "vocab", nodes[0], vocab=fields["vocab_size"])
     m.mistake["hidden"] = fields["hidden"]

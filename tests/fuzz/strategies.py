@@ -60,6 +60,7 @@ from tests.fuzz.choices import (
     draw_package,
     draw_parallel,
     feature_size,
+    non_multiple,
     safe_name,
 )
 from tests.fuzz.stacks import STACK_SEMANTIC, STACK_SINGLE_MISTAKES, StackDraft, draw_stack
@@ -472,14 +473,6 @@ def _off_by(ch: Chooser, size: int) -> int:
     return size + 1 if size < MAX_SIZE else size - 1
 
 
-def _non_multiple(ch: Chooser, group: int, high: int) -> int:
-    """A size in [1, max(high, group + 1)] that `group` does not divide."""
-    while True:
-        size = ch.integer(1, max(high, group + 1))
-        if size % group:
-            return size
-
-
 # Semantic mutations: each returns the mutated draft and its facts, or None when the
 # draft has nothing it applies to.
 
@@ -535,7 +528,7 @@ def _m_col(ch: Chooser, m: _Mutated) -> str | None:
         return None
     index = ch.pick(cols)
     layer = m.draft.layers[index]
-    layer.out_features = _non_multiple(ch, tensor, 4 * tensor)
+    layer.out_features = non_multiple(ch, tensor)
     m.expect = frozenset({"E301"})
     m.mistake = {
         "kind": "col",
@@ -557,7 +550,7 @@ def _m_row(ch: Chooser, m: _Mutated) -> str | None:
         return None
     index = ch.pick(rows)
     producer = max((i for i in _linears(m.draft) if i < index), default=None)
-    size = _non_multiple(ch, tensor, 4 * tensor)
+    size = non_multiple(ch, tensor)
     if producer is None:
         m.draft.shape[-1] = size
     else:
@@ -580,7 +573,7 @@ def _m_batch(ch: Chooser, m: _Mutated) -> str | None:
     data = m.draft.data
     if data == 1 or m.draft.input_split == "none":
         return None
-    m.draft.shape[0] = _non_multiple(ch, data, 4 * data)
+    m.draft.shape[0] = non_multiple(ch, data)
     m.expect = frozenset({"E302"})
     m.mistake = {
         "kind": "batch",
