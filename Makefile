@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint format schema regen check clean
+.PHONY: setup demo test quick lint format schema regen check clean
 
 setup: $(STAMP)
 
@@ -29,9 +29,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Everything that needs no launcher, with a quarter of the fuzz examples: the edit loop.
+quick: setup
+	SPECC_FUZZ_SCALE=0.25 $(PY) -m pytest -q -m "not launcher"
+
 lint: setup
 	$(VENV)/bin/ruff check specc tests
 	$(VENV)/bin/ruff format --check specc tests
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format specc tests

@@ -1,7 +1,7 @@
 """The table of diagnostic codes: stable identifiers users can search for and CI can match.
 
-A code never changes meaning once released. `docs/diagnostics.md` is generated from this
-table (`specc codes --markdown`) and a test keeps the two equal.
+A code never changes meaning once released. The table in `docs/diagnostics.md` is what
+`specc codes` prints, and a test keeps the two equal.
 """
 
 from __future__ import annotations

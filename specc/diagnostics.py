@@ -60,12 +60,12 @@ class Diagnostics:
 
     def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
         self.items.append(
-            Diagnostic(Severity.ERROR, code, _one_line(message), span, _one_line(help))
+            Diagnostic(Severity.ERROR, code, _one_line(message), span, _one_line_help(help))
         )
 
     def warning(self, code: str, message: str, span: Span, help: str | None = None) -> None:
         self.items.append(
-            Diagnostic(Severity.WARNING, code, _one_line(message), span, _one_line(help))
+            Diagnostic(Severity.WARNING, code, _one_line(message), span, _one_line_help(help))
         )
 
     def extend(self, other: Diagnostics) -> None:
@@ -101,10 +101,12 @@ class Diagnostics:
 _LINE_BREAK = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
-def _one_line(text: str | None) -> str | None:
-    if text is None:
-        return None
+def _one_line(text: str) -> str:
     return _LINE_BREAK.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def _one_line_help(text: str | None) -> str | None:
+    return None if text is None else _one_line(text)
 
 
 class SpecError(Exception):

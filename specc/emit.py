@@ -5,12 +5,14 @@ place only when complete, under an exclusive lock on the output directory, so a
 failed or concurrent build never leaves a half-written package, and files of an
 earlier build that the new one no longer has disappear with it. A directory specc
 did not write (it has no marker file) is never replaced without `force`.
+
+The lock is POSIX's flock, so writing a package needs a POSIX system (Linux, macOS);
+the other commands run wherever Python does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
@@ -82,6 +84,10 @@ def _swap(staging: Path, target: Path) -> None:
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """An exclusive flock on the directory itself, held while its package is swapped."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        raise OutputError("writing a package needs a POSIX system (Linux, macOS)") from None
     fd = os.open(directory, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -25,11 +25,23 @@ _MODULE_ATTRIBUTES = frozenset(
     "register_parameter requires_grad_ state_dict to to_consistent to_global to_local train "
     "training zero_grad".split()
 )
+# The identifiers generated code makes up itself. Templates and lowering take them from
+# here, and no input or layer may be named like one.
+HIDDEN = "hidden"  # the stream, a local of every forward
+RESIDUAL = "residual"  # what a residual keeps; residual_<n> inside another residual
+LOOP_VARIABLE = "layer"  # a repeat's loop over its instances
+STAGE_VARIABLE = "stage"  # the comprehension that builds a pipelined repeat's instances
+UNUSED_VARIABLE = "_"  # ... and an unpipelined one's
+PLACEMENT = "placement"  # a repeat body's constructor argument and attribute
+SELF = "self"
+
 # Names the generated modules use themselves: modules, and the local variables of
 # every forward (the stream, what a residual keeps, a repeat's loop variable), which
-# an input of the same name, a parameter of forward, would collide with.
+# an input of the same name, a parameter of forward, would collide with, and the
+# attributes of a repeat body's class, which a layer of the same name would replace.
 _GENERATED = frozenset(
-    "self flow nn math oneflow model parallel layers main hidden residual layer".split()
+    {SELF, HIDDEN, RESIDUAL, LOOP_VARIABLE, PLACEMENT}
+    | set("flow nn math oneflow model parallel layers main".split())
 )
 _GENERATED_PATTERN = re.compile(r"residual_\d+\Z")  # residuals inside residuals
 # Package names that would shadow what the generated code or its user imports.
@@ -102,6 +114,40 @@ def suggest_identifier(text: str, *, package: bool = False) -> str:
 def class_name(identifier: str) -> str:
     """The PascalCase class name of an accepted snake_case identifier: `blocks` -> `Blocks`."""
     return "".join(part[:1].upper() + part[1:] for part in identifier.split("_"))
+
+
+def body_class(repeat: str) -> str:
+    """The class of one repetition of repeat `repeat`: `h` -> `HLayer`.
+
+    Distinct repeats can give the same class (`a_b` and `a__b` both give `ABLayer`);
+    `spec` refuses such pairs before anything is generated.
+    """
+    return class_name(repeat) + "Layer"
+
+
+def stages_constant(repeat: str) -> str:
+    """The module constant listing the pipeline stage of each repetition: `H_STAGES`."""
+    return f"{repeat.upper()}_STAGES"
+
+
+def residual_variable(depth: int) -> str:
+    """What a residual keeps, at `depth` residuals inside others: `residual`, `residual_1`."""
+    return RESIDUAL if depth == 0 else f"{RESIDUAL}_{depth}"
+
+
+def attribute(name: str) -> str:
+    """How a module's own layer is reached: `self.<name>`."""
+    return f"{SELF}.{name}"
+
+
+def distinct_name(name: str, taken: set[str]) -> str:
+    """`name` with the smallest numeric suffix that makes it (and its class) new."""
+    for number in range(2, 1000):
+        suffix = f"_{number}"
+        candidate = name[: MAX_LENGTH - len(suffix)] + suffix
+        if candidate not in taken and body_class(candidate) not in {body_class(t) for t in taken}:
+            return candidate
+    return suggest_identifier(name + "_x")
 
 
 def default_layer_name(kind: str, index: int) -> str:

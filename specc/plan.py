@@ -1,9 +1,11 @@
 """Stage 3's output: the plan, a frozen and complete description of the generated model.
 
 The plan is the contract between lowering and rendering. It holds every number and
-every string the templates print (identifiers, SBP spellings, constructor and call
-arguments), so templates never compute. It imports nothing from `specc.spec` or
-jinja2 and can be dumped to JSON (`specc plan --json`) and to text (`specc plan`).
+every name the generated code uses, and the code itself as data: calls, assignments
+and imports (`Call`, `Assign`, `ImportFrom`), never lines of source. Rendering alone
+decides how they are written out (`specc.layout`), so the plan holds no indentation
+and no line breaks. It imports nothing from `specc.spec` or jinja2 and can be dumped
+to JSON (`specc plan --json`) and to text (`specc plan`).
 
 SBP tuples are written per mesh axis, `("S(0)", "B")` on a (data, tensor) mesh, and
 already collapsed the way LiBai's `get_nd_sbp` does: an axis of size 1 is dropped, and
@@ -17,14 +19,131 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
-
-from specc.codeformat import call_lines, import_lines
+from typing import Any, ClassVar, Literal, TypeAlias
 
 Sbp = tuple[str, ...]
 Shape = tuple[int, ...]
 RankGrid = tuple[int, ...] | tuple[tuple[int, ...], ...]
+Scalar = int | float | bool | str | None
+
+# -- the generated code's expressions, as data ------------------------------------------
+# A Python `str` among them is a string literal; names the code refers to are `Ref`s.
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A name the generated code already has: a local, a constant, `self.wte.weight`."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscript:
+    """`value[index]`, e.g. `STAGES[1]` or `STAGES[stage]`."""
+
+    value: Ref
+    index: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """`function(*args, **kwargs)`; `function` is a dotted name, e.g. `nn.GELU`."""
+
+    function: str
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[tuple[str, Expr], ...] = ()
+
+    def with_kwarg(self, key: str, value: Expr) -> Call:
+        return dataclasses.replace(self, kwargs=(*self.kwargs, (key, value)))
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TupleOf:
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """`[item] * times`: a list whose text does not grow with its length."""
+
+    item: Expr
+    times: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sum:
+    """`a + b + c`."""
+
+    terms: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Comprehension:
+    """`[element for variable in iterable]`."""
+
+    element: Expr
+    variable: str
+    iterable: Expr
+
+
+Expr: TypeAlias = (
+    Scalar | Ref | Subscript | Call | ListOf | TupleOf | Repeated | Sum | Comprehension
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """`target = value`; the target is a local, an attribute or a module constant."""
+
+    target: str
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFrom:
+    """`from module import names`; the order of names is the formatter's business."""
+
+    module: str
+    names: tuple[str, ...]
+
+
+# -- layouts ------------------------------------------------------------------------------
+
+
+def shape_text(shape: Shape) -> str:
+    """`[8, 1024, 768]`: how plans, comments and messages write a shape."""
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def sbp_text(sbp: Sbp) -> str:
+    """`(S(0), B)`: how plans, comments and messages write an SBP tuple."""
+    return "(" + ", ".join(sbp) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a tensor lives: its global shape, SBP, and the shape each rank holds."""
+
+    shape: Shape
+    sbp: Sbp
+    local_shape: Shape
+
+    def text(self, separator: str = " ") -> str:
+        """`[8, 16] sbp (S(0), B) local [4, 16]`; comments separate the parts with ", "."""
+        return separator.join(
+            (
+                shape_text(self.shape),
+                f"sbp {sbp_text(self.sbp)}",
+                f"local {shape_text(self.local_shape)}",
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +159,7 @@ class Mesh:
     pipeline: int
     device: Literal["auto", "cuda", "cpu"]
     axes: tuple[str, ...]  # mesh axes present in SBP tuples, e.g. ("data", "tensor")
-    stages: tuple[Stage, ...]
+    stages: tuple[Stage, ...]  # empty only when the mesh is too large to plan
 
     @property
     def world_size(self) -> int:
@@ -56,23 +175,17 @@ class Mesh:
 
 
 @dataclass(frozen=True, slots=True)
-class Layout:
-    """Where a tensor lives: its global shape, SBP, and the shape each rank holds."""
-
-    shape: Shape
-    sbp: Sbp
-    local_shape: Shape
-    stage: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class SbpConstant:
     """A named SBP signature, declared once in the generated `parallel.py`."""
 
     name: str
     sbp: Sbp
-    python: str  # e.g. "(S(0), B)"
     comment: str
+
+    @property
+    def value(self) -> TupleOf:
+        """`(S(0), B)`: "S(0)" and "B" are also how parallel.py spells them."""
+        return TupleOf(tuple(Ref(entry) for entry in self.sbp))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +195,32 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
+class Parameter:
+    """A parameter of the built model, by its full name, on the stage that holds it."""
+
+    name: str  # as `Model.named_parameters()` gives it, e.g. "h.3.attn.query.weight"
+    layout: Layout
+    stage: int
+
+
+@dataclass(frozen=True, slots=True)
 class InputTensor:
     name: str
     dtype: str
     layout: Layout
     sbp_constant: str
+    placement: str  # the constant of parallel.py where inputs are made
     source: str
     high: int | None  # exclusive upper bound of sampled integers, for int64 inputs
-    sample: tuple[str, ...]  # the lines random_inputs() makes it with
+
+    @property
+    def sample(self) -> Assign:
+        """How random_inputs() makes it: the spec's shape, SBP and placement."""
+        where = (("placement", Ref(self.placement)), ("sbp", Ref(self.sbp_constant)))
+        if self.high is None:
+            return Assign(self.name, Call("flow.randn", self.layout.shape, where))
+        size = TupleOf(self.layout.shape)
+        return Assign(self.name, Call("flow.randint", (0, self.high, size), where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +228,32 @@ class LayerStep:
     """One layer of a forward pass and the module that implements it."""
 
     step: ClassVar[str] = "layer"
-    name: str
+    name: str  # the attribute holding the module
     kind: str
-    module: str  # class name in the generated layers.py, or an `nn.` class
-    arguments: tuple[str, ...]  # rendered constructor arguments, in order
-    attributes: dict[str, Any]  # the layer's settings, for the plan's readers (and twins)
+    module: Call  # its constructor, placement included
+    attributes: Mapping[str, Scalar]  # the layer's settings, for the plan's readers (and twins)
     params: tuple[Param, ...]
     input: Layout
     output: Layout
     source: str  # "spec.yaml:12", for the comment beside the line that builds it
     sbp_comment: str  # the SBP algebra of the layer, e.g. "(S(0), B) -> (S(0), S(1))"
     reads: str  # the variable it is applied to
-    call_arguments: tuple[str, ...]  # what forward passes besides `reads`
-    construct: tuple[str, ...]  # the lines of __init__ that build it
-    call: tuple[str, ...]  # the lines of forward that apply it
-    stage: int  # pipeline stage (within a repeat body: that of its class's instance)
+    writes: str  # the variable its output goes to
+    call_arguments: tuple[Expr, ...]  # what forward passes besides `reads`
+    stage: int | None  # its pipeline stage; None in a repeat body (see RepeatStep.stages)
+
+    @property
+    def class_name(self) -> str:
+        return self.module.function
+
+    @property
+    def construct(self) -> Assign:
+        return Assign(f"self.{self.name}", self.module)
+
+    @property
+    def forward(self) -> Assign:
+        call = Call(f"self.{self.name}", (Ref(self.reads), *self.call_arguments))
+        return Assign(self.writes, call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +266,39 @@ class Relayout:
     after: Layout
     reason: str
     reads: str
-    constants: tuple[str, ...]  # the SBP constants of parallel.py it uses
-    call: tuple[str, ...]  # `hidden = x.to_global(sbp=..., grad_sbp=...)`, laid out
+    writes: str
+    sbp_constant: str  # the SBP it converts to
+    grad_sbp_constant: str  # the SBP its gradient takes (Megatron's f and g, said explicitly)
+
+    @property
+    def constants(self) -> tuple[str, str]:
+        return (self.sbp_constant, self.grad_sbp_constant)
+
+    @property
+    def forward(self) -> Assign:
+        call = Call(
+            f"{self.reads}.to_global",
+            kwargs=(("sbp", Ref(self.sbp_constant)), ("grad_sbp", Ref(self.grad_sbp_constant))),
+        )
+        return Assign(self.writes, call)
 
 
 @dataclass(frozen=True, slots=True)
 class StageMove:
-    """The activation crosses to the next pipeline stage (eager pipelining)."""
+    """The activation crosses to another pipeline stage (eager pipelining)."""
 
     step: ClassVar[str] = "stage_move"
     stage: int
     reads: str
+    writes: str
+    placement: Subscript
     output: Layout
+
+    @property
+    def forward(self) -> Assign:
+        return Assign(
+            self.writes, Call(f"{self.reads}.to_global", (), (("placement", self.placement),))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +308,21 @@ class ResidualBegin:
     reads: str
     source: str
 
+    @property
+    def forward(self) -> Assign:
+        return Assign(self.variable, Ref(self.reads))
+
 
 @dataclass(frozen=True, slots=True)
 class ResidualEnd:
     step: ClassVar[str] = "residual_end"
     variable: str
+    writes: str
     output: Layout
+
+    @property
+    def forward(self) -> Assign:
+        return Assign(self.writes, Sum((Ref(self.variable), Ref(self.writes))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +335,58 @@ class RepeatStep:
     times: int
     module: str  # the generated class of one repetition
     reads: str
-    call_arguments: tuple[str, ...]
+    writes: str
+    call_arguments: tuple[str, ...]  # the inputs each repetition reads besides the stream
     output: Layout
     source: str
-    construct: tuple[str, ...]  # the lines of __init__ that build the ModuleList
-    call: tuple[str, ...]  # the lines of forward that loop over it
     stages: tuple[int, ...]  # pipeline stage of each repetition
     stages_constant: str | None  # module constant holding them, when pipelined
-    stages_expression: str  # e.g. "[0] * 6 + [1] * 6"
-    stages_lines: tuple[str, ...]  # the constant's assignment, laid out
+    placement: Expr  # of each instance
+    index_variable: str  # of the comprehension that builds the instances
+    loop_variable: str  # of the loop that applies them
+
+    @property
+    def construct(self) -> Assign:
+        element = Call(self.module, kwargs=(("placement", self.placement),))
+        iterable: Expr = (
+            Ref(self.stages_constant) if self.stages_constant else Call("range", (self.times,))
+        )
+        instances = Comprehension(element, self.index_variable, iterable)
+        return Assign(f"self.{self.name}", Call("nn.ModuleList", (instances,)))
+
+    @property
+    def entry(self) -> Assign | None:
+        """The stream's variable, when the loop does not start from it."""
+        return None if self.reads == self.writes else Assign(self.writes, Ref(self.reads))
+
+    @property
+    def apply(self) -> Assign:
+        arguments = (Ref(self.writes), *(Ref(name) for name in self.call_arguments))
+        return Assign(self.writes, Call(self.loop_variable, arguments))
+
+    @property
+    def stage_runs(self) -> tuple[tuple[int, int], ...]:
+        """(stage, repetitions) runs, e.g. ((0, 6), (1, 6))."""
+        runs: list[list[int]] = []
+        for stage in self.stages:
+            if runs and runs[-1][0] == stage:
+                runs[-1][1] += 1
+            else:
+                runs.append([stage, 1])
+        return tuple((stage, count) for stage, count in runs)
+
+    @property
+    def stages_text(self) -> str:
+        """`[0] * 6 + [1] * 6`, as the plan's text shows the stages."""
+        return " + ".join(f"[{stage}] * {count}" for stage, count in self.stage_runs)
+
+    @property
+    def stages_assignment(self) -> Assign | None:
+        """The module constant listing each repetition's stage, in run lengths."""
+        if self.stages_constant is None:
+            return None
+        terms = tuple(Repeated(stage, count) for stage, count in self.stage_runs)
+        return Assign(self.stages_constant, Sum(terms))
 
 
 Step = LayerStep | Relayout | StageMove | ResidualBegin | ResidualEnd | RepeatStep
@@ -185,7 +400,6 @@ class ModuleClass:
     doc: str
     is_model: bool  # the top-level Model (checks the world size) or a repeat body
     forward_parameters: tuple[str, ...]  # after self
-    signature: tuple[str, ...]  # the lines of `def forward(...)`
     steps: tuple[Step, ...]
     returns: str
     entry_moves: tuple[str, ...]  # inputs a repeat body moves onto its own stage first
@@ -194,10 +408,23 @@ class ModuleClass:
     def layers(self) -> tuple[LayerStep, ...]:
         return tuple(s for s in self.steps if isinstance(s, LayerStep))
 
+    @property
+    def members(self) -> tuple[LayerStep | RepeatStep, ...]:
+        """The steps that hold a module: built in __init__, in order."""
+        return tuple(s for s in self.steps if isinstance(s, LayerStep | RepeatStep))
+
+    @property
+    def entry_assignments(self) -> tuple[Assign, ...]:
+        """A repeat body's inputs, moved onto the placement of its instance."""
+        return tuple(
+            Assign(name, Call(f"{name}.to_global", (), (("placement", Ref("self.placement")),)))
+            for name in self.entry_moves
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LayerClass:
-    """A layer class the generated `layers.py` defines, and the template that writes it."""
+    """A class or function the generated `layers.py` defines, by its template's name."""
 
     name: str
     template: str
@@ -214,13 +441,15 @@ class Loss:
 @dataclass(frozen=True, slots=True)
 class Launch:
     single: str  # the command for one machine
-    single_fits_one_line: bool  # write `LAUNCH_COMMAND = "..."` unwrapped, as ruff would
     node_counts: tuple[int, ...]  # machine counts > 1 that keep every tensor group on one
 
     @property
-    def node_counts_lines(self) -> tuple[str, ...]:
-        counts = [str(n) for n in self.node_counts]
-        return call_lines(0, "NODE_COUNTS = ", counts, "]", "[", hug=False)
+    def command_assignment(self) -> Assign:
+        return Assign("LAUNCH_COMMAND", self.single)
+
+    @property
+    def node_counts_assignment(self) -> Assign:
+        return Assign("NODE_COUNTS", ListOf(self.node_counts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,36 +461,46 @@ class Plan:
     inputs: tuple[InputTensor, ...]
     classes: tuple[ModuleClass, ...]  # repeat bodies first, Model last
     output: Layout
+    output_stage: int  # the pipeline stage that computes the output
     loss: Loss | None
     sbp_constants: tuple[SbpConstant, ...]
     layer_classes: tuple[LayerClass, ...]
+    parameters: tuple[Parameter, ...]  # every parameter of the built model, in order
     parameter_count: int
     launch: Launch
-    sizes: dict[str, int]
+    sizes: Mapping[str, int]
     accumulation: int  # micro-batches per training step
     stage_parameters: tuple[int, ...]  # parameters held by each pipeline stage
     stage_units: tuple[tuple[str, ...], ...]  # the layers (and repetitions) of each stage
-
-    @property
-    def stage_repeats(self) -> tuple[RepeatStep, ...]:
-        return tuple(s for s in self.model.steps if isinstance(s, RepeatStep))
-
-    @property
-    def training_imports(self) -> tuple[str, ...]:
-        """The lines by which training.py imports from model.py."""
-        constants = [s.stages_constant for s in self.stage_repeats if s.stages_constant]
-        return import_lines(".model", ["Model", *constants])
 
     @property
     def model(self) -> ModuleClass:
         return self.classes[-1]
 
     @property
-    def model_imports(self) -> tuple[str, ...]:
-        """The lines by which model.py imports from layers.py and parallel.py."""
-        layers = {
-            s.module for c in self.classes for s in c.layers if not s.module.startswith("nn.")
-        }
+    def stage_repeats(self) -> tuple[RepeatStep, ...]:
+        return tuple(s for s in self.model.steps if isinstance(s, RepeatStep))
+
+    @property
+    def stages_assignments(self) -> tuple[tuple[str, Assign], ...]:
+        """(repeat name, its stages constant) for every pipelined repeat."""
+        return tuple(
+            (step.name, assignment)
+            for step in self.stage_repeats
+            if (assignment := step.stages_assignment) is not None
+        )
+
+    @property
+    def training_imports(self) -> ImportFrom:
+        """What training.py imports from model.py."""
+        constants = [s.stages_constant for s in self.stage_repeats if s.stages_constant]
+        return ImportFrom(".model", ("Model", *constants))
+
+    @property
+    def model_imports(self) -> tuple[ImportFrom, ...]:
+        """What model.py imports from layers.py and parallel.py."""
+        layers = {s.class_name for c in self.classes for s in c.layers}
+        layers = {name for name in layers if not name.startswith("nn.")}
         if self.loss is not None:
             layers.add("cross_entropy")
         parallel = {"PLACEMENT", "check_world_size"} | {i.sbp_constant for i in self.inputs}
@@ -271,24 +510,23 @@ class Plan:
             parallel.add(self.loss.labels.sbp_constant)
         for cls in self.classes:
             parallel |= {c for s in cls.steps if isinstance(s, Relayout) for c in s.constants}
-        lines = import_lines(".layers", sorted(layers)) if layers else ()
-        return (*lines, *import_lines(".parallel", sorted(parallel)))
+        imports = (ImportFrom(".layers", tuple(sorted(layers))),) if layers else ()
+        return (*imports, ImportFrom(".parallel", tuple(sorted(parallel))))
 
     @property
-    def inputs_tuple(self) -> str:
-        """The inputs as a tuple expression, e.g. "(x,)"."""
-        names = [i.name for i in self.inputs]
-        return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+    def inputs_tuple(self) -> TupleOf:
+        """What random_inputs() returns, e.g. `(x,)`."""
+        return TupleOf(tuple(Ref(i.name) for i in self.inputs))
 
     @property
     def layers_use_math(self) -> bool:
         return any(c.uses_math for c in self.layer_classes)
 
     @property
-    def layers_imports(self) -> tuple[str, ...]:
-        """The lines by which layers.py imports from parallel.py."""
+    def layers_imports(self) -> ImportFrom | None:
+        """What layers.py imports from parallel.py."""
         names = sorted({c for cls in self.layer_classes for c in cls.sbp_constants})
-        return import_lines(".parallel", names) if names else ()
+        return ImportFrom(".parallel", tuple(names)) if names else None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -321,13 +559,13 @@ class Plan:
         if self.sizes:
             lines.append("sizes: " + ", ".join(f"{k}={v}" for k, v in self.sizes.items()))
         lines.append("inputs:")
-        lines += [f"  {i.name}: {_layout_text(i.layout)} {i.dtype}" for i in self.inputs]
+        lines += [f"  {i.name}: {i.layout.text()} {i.dtype}" for i in self.inputs]
         for cls in reversed(self.classes):
             lines.append(f"{cls.name}:")
             lines += _steps_text(cls.steps)
-        lines.append(f"output: {_layout_text(self.output)}")
+        lines.append(f"output: {self.output.text()}")
         if self.loss is not None:
-            lines.append(f"loss: {self.loss.kind}, labels {_layout_text(self.loss.labels.layout)}")
+            lines.append(f"loss: {self.loss.kind}, labels {self.loss.labels.layout.text()}")
         lines.append(f"parameters: {self.parameter_count:,}")
         return "\n".join(lines) + "\n"
 
@@ -337,39 +575,28 @@ def _steps_text(steps: tuple[Step, ...]) -> list[str]:
     for step in steps:
         if isinstance(step, LayerStep):
             lines.append(
-                f"  {step.name} ({step.kind}, {step.module}) at {step.source}"
+                f"  {step.name} ({step.kind}, {step.class_name}) at {step.source}"
                 + ("" if step.stage is None else f", stage {step.stage}")
             )
             width = max([len(p.name) for p in step.params] + [6]) + 1
-            lines += [f"    {p.name:<{width}}{_layout_text(p.layout)}" for p in step.params]
-            lines.append(f"    {'output':<{width}}{_layout_text(step.output)}")
+            lines += [f"    {p.name:<{width}}{p.layout.text()}" for p in step.params]
+            lines.append(f"    {'output':<{width}}{step.output.text()}")
         elif isinstance(step, Relayout):
             lines.append(f"  {step.kind}: {step.reason}")
-            lines.append(f"    output {_layout_text(step.after)}")
+            lines.append(f"    output {step.after.text()}")
         elif isinstance(step, StageMove):
-            lines.append(f"  move to stage {step.stage}: {_layout_text(step.output)}")
+            lines.append(f"  move to stage {step.stage}: {step.output.text()}")
         elif isinstance(step, ResidualBegin):
             lines.append(f"  residual {step.variable} = input (at {step.source})")
         elif isinstance(step, ResidualEnd):
-            lines.append(f"  add {step.variable}: output {_layout_text(step.output)}")
+            lines.append(f"  add {step.variable}: output {step.output.text()}")
         else:
             lines.append(
                 f"  {step.name}: {step.times} x {step.module} at {step.source}, "
-                f"stages {step.stages_expression}"
+                f"stages {step.stages_text}"
             )
-            lines.append(f"    output {_layout_text(step.output)}")
+            lines.append(f"    output {step.output.text()}")
     return lines
-
-
-def _shape_text(shape: Shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
-def _layout_text(layout: Layout) -> str:
-    return (
-        f"{_shape_text(layout.shape)} sbp ({', '.join(layout.sbp)}) "
-        f"local {_shape_text(layout.local_shape)}"
-    )
 
 
 def _ranks_text(ranks: RankGrid) -> str:

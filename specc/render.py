@@ -1,17 +1,19 @@
 """Stage 4: render a plan into the source files of the generated package.
 
-Templates only place what the plan computed; the filters below only spell values
-(Python literals, shapes, layouts) and never decide anything. Rendering is pure:
-the same plan gives the same bytes, whatever the hash seed or the machine.
+Templates only place what the plan computed; `specc.layout` writes the plan's calls,
+assignments and imports as Python text, and the filters below only spell values
+(shapes, layouts, numbers). The classes of layers.py come from the layer kinds'
+modules (`specc.kinds`), as templates named `classes/<Class>`. Rendering is pure: the
+same plan gives the same bytes, whatever the hash seed or the machine.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jinja2
 
+from specc import kinds, layout
 from specc.plan import Layout, Plan
 
 # The package's files, in the order they are rendered and written.
@@ -23,6 +25,7 @@ PACKAGE_FILES = (
     "model.py",
     "training.py",
 )
+_CLASSES = "classes/"
 
 
 def template_dir() -> Path:
@@ -31,40 +34,28 @@ def template_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(size) for size in shape) + "]"
-
-
-def _layout(layout: Layout) -> str:
-    return (
-        f"{_shape(layout.shape)}, sbp ({', '.join(layout.sbp)}), local {_shape(layout.local_shape)}"
-    )
-
-
-def _py(value: object) -> str:
-    """A Python literal for a str/int/float/bool, safe to paste into code.
-
-    Strings use double quotes, as ruff format writes them; JSON's escapes are all
-    valid Python escapes, so the literal reads back as the same string.
-    """
-    if isinstance(value, str):
-        return json.dumps(value)
-    if not isinstance(value, int | float | bool):
-        raise TypeError(f"cannot render {type(value).__name__} as a literal")
-    return repr(value)
+def _class_template(name: str) -> str | None:
+    if not name.startswith(_CLASSES):
+        return None
+    template = kinds.CLASSES.get(name[len(_CLASSES) :])
+    return None if template is None else template.source
 
 
 FILTERS = {
-    "py": _py,
-    "shape": _shape,
-    "layout": _layout,
+    **layout.FILTERS,
+    "layout": lambda value: Layout.text(value, ", "),
     "thousands": lambda number: f"{number:,}",
 }
 
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader(str(template_dir())),
+                jinja2.FunctionLoader(_class_template),
+            ]
+        ),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

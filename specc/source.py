@@ -274,8 +274,9 @@ class _Walker:
                 )
                 continue
             first_seen[key] = key_span
-            self.key_spans[(*path, key)] = key_span
-            result[key] = self.convert(value_node, (*path, key), depth + 1)
+            key_path: YamlPath = (*path, key)
+            self.key_spans[key_path] = key_span
+            result[key] = self.convert(value_node, key_path, depth + 1)
         return result
 
     def _scalar(self, node: yaml.Node) -> Any:

@@ -1,7 +1,8 @@
 """The compiler's stages import each other in one direction only.
 
 source -> spec -> lower/plan -> render -> emit; `plan` knows nothing of the spec or of
-jinja2, and templates hold no arithmetic.
+jinja2, the kinds reach the lowering only through `Context`, only render lays out
+Python text, and templates hold no arithmetic.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ SPECC = REPO / "specc"
 # What each module may import from specc (besides the leaf modules below).
 ALLOWED = {
     "source": set(),
-    "spec": {"source", "names"},
     "plan": set(),
-    "lower": {"source", "spec", "plan", "names", "stages"},
-    "stages": set(),
-    "render": {"plan"},
+    "kinds": {"plan", "source"},
+    "spec": {"source", "names", "kinds"},
+    "lower": {"source", "spec", "plan", "names", "kinds"},
+    "layout": {"plan"},
+    "render": {"plan", "kinds", "layout"},
     "emit": set(),
     "schema": {"spec"},
 }
-LEAVES = {"diagnostics", "codes", "codeformat", "__init__"}
+LEAVES = {"diagnostics", "codes", "__init__"}
 
 
 def specc_imports(path):
@@ -64,3 +66,16 @@ def test_templates_do_no_arithmetic():
             assert not re.search(r"\s[-+*/%]\s|\|\s*(length|sum|round|int)\b", text), (
                 f"{template.name}: {text.strip()}"
             )
+
+
+def test_only_render_lays_out_python():
+    """Lowering computes, rendering lays out: nothing else imports the layout module."""
+    for path in SPECC.rglob("*.py"):
+        if path.stem not in ("render", "layout"):
+            assert "layout" not in specc_imports(path), path.relative_to(REPO)
+
+
+def test_kinds_do_not_reach_into_lowering():
+    """A kind module sees the walk only through `specc.kinds.base.Context`."""
+    for path in (SPECC / "kinds").glob("*.py"):
+        assert not {"lower", "spec", "render"} & specc_imports(path), path.relative_to(REPO)

@@ -3,9 +3,10 @@
 Specs come from tests/fuzz/strategies.py (chains of linears, norms and activations) and
 tests/fuzz/stacks.py (transformer stacks: embeddings, attention, mlp, residual, repeat,
 heads, loss), some with `sizes:` and `${...}`: valid by construction, then (often)
-broken by one mutation that knows which codes specc must report. Hypothesis draws them; set
-SPECC_FUZZ_SEED=<int> to replay one run's examples (a failure prints its spec, and
-hypothesis keeps failing examples in .hypothesis/ and replays them first).
+broken by one mutation that knows which codes specc must report. Hypothesis draws them
+from a fixed seed (tests/support/seed.py): SPECC_FUZZ_SEED=<int> replays another run,
+SPECC_FUZZ_SEED=today draws today's examples (a failure prints its spec, and hypothesis
+keeps failing examples in .hypothesis/ and replays them first).
 
 * test_validate_answers_every_spec (A): exit 0 or 2, never 3 or a traceback; every
   diagnostic located on a line and column of the file, in every format; the codes a
@@ -22,7 +23,6 @@ hypothesis keeps failing examples in .hypothesis/ and replays them first).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,12 +40,13 @@ from specc.spec.models import LAYER_KINDS
 from tests.fuzz import known, oracle
 from tests.fuzz.strategies import FUZZ, cases
 from tests.support.cli import specc
+from tests.support.seed import fuzz_seed, scaled
 
-SEED = os.environ.get("SPECC_FUZZ_SEED")
-VALIDATE_EXAMPLES = 2000
-BUILD_EXAMPLES = 200
-VOCABULARY_EXAMPLES = 150
-RUFF_SAMPLE = 50
+SEED = fuzz_seed()
+VALIDATE_EXAMPLES = scaled(2000)
+BUILD_EXAMPLES = scaled(200)
+VOCABULARY_EXAMPLES = scaled(150)
+RUFF_SAMPLE = scaled(50)
 
 
 def fuzz_settings(examples: int):
@@ -56,7 +57,7 @@ def fuzz_settings(examples: int):
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             print_blob=True,
         )(test)
-        return hypothesis_seed(int(SEED))(test) if SEED else test
+        return hypothesis_seed(SEED)(test)
 
     return apply
 

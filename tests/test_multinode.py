@@ -238,7 +238,7 @@ def entry_point_shapes(stdout: str) -> set[tuple[int, str]]:
 def output_ranks(plan: dict) -> set[int]:
     """The ranks holding the output: those of the last pipeline stage."""
     stages = plan["mesh"]["stages"]
-    return flatten(stages[plan["output"].get("stage", len(stages) - 1)]["ranks"])
+    return flatten(stages[plan["output_stage"]]["ranks"])
 
 
 def flatten(ranks: list | int) -> set[int]:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from specc.stages import balance
+from specc.lower.staging import balance
 from tests.support.cli import specc
 from tests.support.launcher import launch
 from tests.support.paths import CASES, REPO, SPECS

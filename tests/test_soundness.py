@@ -1,8 +1,8 @@
 """What specc accepts runs, and what it refuses really fails: both under OneFlow's launcher.
 
-The sample is drawn from random.Random(SEED), SEED being $SPECC_FUZZ_SEED or today's
-date (YYYYMMDD), so a day's runs are alike, each day tries new specs, and a failure
-names the seed and the spec to replay it.
+The sample is drawn from random.Random(SEED), SEED being fixed unless $SPECC_FUZZ_SEED
+sets another (`today` for today's date, so each day tries new specs); a failure names
+the seed and the spec to replay it.
 
 * test_accepted_specs_run (C): random accepted specs (features <= 32, batch <= 16, on
   1, 2 and 4 processes, data/tensor/pipeline meshes, some with `training:` batching,
@@ -37,9 +37,7 @@ names the seed and the spec to replay it.
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -53,11 +51,12 @@ from tests.fuzz.strategies import RUN, RandomChooser, draw_case, single_mistake
 from tests.support.cli import specc
 from tests.support.launcher import launch
 from tests.support.paths import REPO
+from tests.support.seed import fuzz_seed
 
 pytest.importorskip("oneflow", reason="OneFlow is needed to run generated packages")
 pytestmark = pytest.mark.launcher
 
-SEED = int(os.environ.get("SPECC_FUZZ_SEED") or datetime.date.today().strftime("%Y%m%d"))
+SEED = fuzz_seed()
 DRIVER = REPO / "tests" / "launch" / "soundness.py"
 PER_WORLD = {1: 16, 2: 24, 4: 32}
 GRAPH_PER_WORLD = {2: 4, 4: 4}

@@ -17,53 +17,25 @@ from specc.source import Document, YamlPath
 from specc.spec.errors import report_validation_error
 from specc.spec.models import (
     FORMAT_VERSION,
-    MLP,
-    Activation,
-    Attention,
-    Dropout,
-    Embedding,
+    LAYER_KINDS,
     Input,
     Layer,
-    LayerNorm,
-    Linear,
-    LMHead,
     Loss,
     Parallel,
-    PatchEmbedding,
-    PositionEmbedding,
-    Repeat,
-    Residual,
-    RMSNorm,
-    SelectToken,
     Spec,
-    TokenTypeEmbedding,
     Training,
 )
 from specc.spec.sizes import resolve
 
 __all__ = [
     "FORMAT_VERSION",
-    "MLP",
-    "Activation",
-    "Attention",
-    "Dropout",
-    "Embedding",
+    "LAYER_KINDS",
     "Input",
-    "LMHead",
     "Layer",
-    "LayerNorm",
     "LayerRef",
-    "Linear",
     "Loss",
     "Parallel",
-    "PatchEmbedding",
-    "PositionEmbedding",
-    "RMSNorm",
-    "Repeat",
-    "Residual",
-    "SelectToken",
     "Spec",
-    "TokenTypeEmbedding",
     "Training",
     "parse",
     "walk_layers",
@@ -119,16 +91,18 @@ def walk_layers(spec: Spec) -> list[LayerRef]:
     """Every layer, depth first in spec order."""
     found: list[LayerRef] = []
 
-    def visit(layers: list[Layer], path: YamlPath, scope: YamlPath, prefix: str) -> None:
+    def visit(layers: Sequence[Layer], path: YamlPath, scope: YamlPath, prefix: str) -> None:
         for index, layer in enumerate(layers):
             here = (*path, index)
             given = layer.name is not None
-            name = layer.name if given else prefix + names.default_layer_name(layer.kind, index)
+            default = prefix + names.default_layer_name(layer.kind, index)
+            name = default if layer.name is None else layer.name
             found.append(LayerRef(here, layer, name, given, scope))
-            if isinstance(layer, Residual):
-                visit(layer.layers, (*here, "layers"), scope, f"{name}_")
-            elif isinstance(layer, Repeat):
-                visit(layer.layers, (*here, "layers"), (*here, "layers"), "")
+            body = layer.sublayers()
+            if body and layer.opens_scope:
+                visit(body, (*here, "layers"), (*here, "layers"), "")
+            elif body:
+                visit(body, (*here, "layers"), scope, f"{name}_")
 
     visit(spec.layers, ("layers",), ("layers",), "")
     return found
@@ -145,8 +119,11 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
         )
     seen: dict[tuple[YamlPath, str], YamlPath] = {}
     top: YamlPath = ("layers",)
-    named = [(("inputs", i, "name"), item.name, True, top) for i, item in enumerate(spec.inputs)]
-    named += [((*r.path, "name"), r.name, r.written, r.scope) for r in walk_layers(spec)]
+    refs = walk_layers(spec)
+    named: list[tuple[YamlPath, str, bool, YamlPath]] = [
+        (("inputs", i, "name"), item.name, True, top) for i, item in enumerate(spec.inputs)
+    ]
+    named += [((*r.path, "name"), r.name, r.written, r.scope) for r in refs]
     for path, name, written, scope in named:
         if written and (problem := names.identifier_problem(name)):
             diagnostics.error(
@@ -165,3 +142,25 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 help="give each input and layer its own `name`",
             )
         seen.setdefault((scope, name), path if written else path[:-1])
+    _check_body_classes(refs, document, diagnostics)
+
+
+def _check_body_classes(refs: list[LayerRef], document: Document, diagnostics: Diagnostics) -> None:
+    """Two repeats whose names differ only in underscores would generate one class."""
+    classes: dict[str, LayerRef] = {}
+    taken = {ref.name for ref in refs}
+    for ref in refs:
+        if not ref.layer.opens_scope:
+            continue
+        cls = names.body_class(ref.name)
+        first = classes.setdefault(cls, ref)
+        if first is ref:
+            continue
+        where = document.span((*first.path, "name") if first.written else first.path)
+        diagnostics.error(
+            "E208",
+            f"repeats `{first.name}` (at {where.line}:{where.column}) and `{ref.name}` would "
+            f"both generate the class `{cls}`",
+            document.span((*ref.path, "name") if ref.written else ref.path),
+            help=f"rename one of them, e.g. `{names.distinct_name(ref.name, taken)}`",
+        )

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from specc import names
+from specc import kinds, names
 from specc.diagnostics import Diagnostics
 from specc.source import Document, YamlPath
 from specc.spec.models import LAYER_KINDS
@@ -80,7 +80,9 @@ def _report_one(
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         _report_kind(item, path, document, out)
     elif kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", ctx.get("expected", "")) or [ctx.get("expected", "")]
+        choices: list[str] = re.findall(r"'([^']*)'", ctx.get("expected", "")) or [
+            str(ctx.get("expected", ""))
+        ]
         expected = ", ".join(choices)
         if path == ("specc",):
             out.error(
@@ -91,8 +93,8 @@ def _report_one(
             )
         else:
             given = item.get("input")
-            close = _closest(str(given), choices)
-            hint = f"did you mean `{close}`? " if close else ""
+            likely = _closest(str(given), choices)
+            hint = f"did you mean `{likely}`? " if likely else ""
             if isinstance(given, bool):
                 hint = "YAML reads yes/no/on/off as true/false; quote the word; " + hint
             out.error(
@@ -105,10 +107,10 @@ def _report_one(
         bound = _RANGE_WORDS[kind].format(**ctx)
         out.error("E204", f"{where} must be {bound}, found {found}", document.span(path))
     elif kind in ("too_short", "too_long"):
-        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        length = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         limit = "at least" if kind == "too_short" else "at most"
-        items = "item" if bound == 1 else "items"
-        out.error("E209", f"{where} must hold {limit} {bound} {items}", document.span(path))
+        items = "item" if length == 1 else "items"
+        out.error("E209", f"{where} must hold {limit} {length} {items}", document.span(path))
     elif kind in _TYPE_WORDS:
         out.error(
             "E202",
@@ -152,40 +154,12 @@ def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics
         )
 
 
-# What other frameworks call specc's layer kinds (PyTorch, Keras, Megatron, LiBai).
-_KIND_SYNONYMS = {
-    "dense": "linear",
-    "fc": "linear",
-    "fully_connected": "linear",
-    "column_parallel_linear": "linear",
-    "row_parallel_linear": "linear",
-    "swish": "silu",
-    "rms_norm": "rmsnorm",
-    "self_attention": "attention",
-    "multihead_attention": "attention",
-    "multi_head_attention": "attention",
-    "mha": "attention",
-    "feed_forward": "mlp",
-    "feedforward": "mlp",
-    "ffn": "mlp",
-    "vocab_parallel_embedding": "embedding",
-    "word_embedding": "embedding",
-    "token_embedding": "embedding",
-    "positional_embedding": "position_embedding",
-    "segment_embedding": "token_type_embedding",
-    "skip": "residual",
-    "add": "residual",
-    "stack": "repeat",
-    "sequential": "repeat",
-}
-
-
 def _closest(text: str, choices: Sequence[str]) -> str | None:
     """The choice a typo most likely meant; case differences first, then synonyms."""
     for choice in choices:
         if choice.lower() == text.lower():
             return choice
-    synonym = _KIND_SYNONYMS.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
+    synonym = kinds.SYNONYMS.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
     if synonym in choices:
         return synonym
     close = difflib.get_close_matches(text.lower(), list(choices), n=1, cutoff=0.5)

@@ -160,7 +160,10 @@ def _evaluate(node: ast.expr, sizes: dict[str, Any]) -> int:
             )
         return value
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.left, sizes), _evaluate(node.right, sizes))
+        result: int = _OPERATORS[type(node.op)](
+            _evaluate(node.left, sizes), _evaluate(node.right, sizes)
+        )
+        return result
     raise _BadExpression("only integers, size names, + - * // and parentheses are allowed")
 
 

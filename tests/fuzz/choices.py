@@ -13,11 +13,13 @@ from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
+from specc import kinds
+
 T = TypeVar("T")
 
 MAX_SIZE = 2**40  # README: sizes are at most 2**40; group sizes at most 65536
 MAX_GROUP = 65536
-ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "sigmoid")
+ACTIVATIONS = tuple(kinds.ACTIVATIONS)  # every activation kind specc registers
 KINDS = ("linear", *ACTIVATIONS, "dropout", "layernorm")
 
 
@@ -178,8 +180,11 @@ BAD_SYNTAX = (
     "x\u200b",  # zero-width space
 )
 # ... and names that would break the code generated around them.
+# Generated code's own names (specc.names) among them: the stream, what residuals keep,
+# a repeat's loop variable and a repeat body's placement.
 BAD_LAYER_NAMES = (*BAD_SYNTAX, "forward", "eval", "to", "cuda", "parameters", "state_dict",
-                   "train", "float", "__init__")  # fmt: skip
+                   "train", "float", "__init__", "hidden", "residual", "residual_3", "layer",
+                   "placement")  # fmt: skip
 BAD_INPUT_NAMES = (*BAD_SYNTAX, "self", "flow")
 BAD_PACKAGES = (*BAD_SYNTAX, "oneflow", "json", "os", "sys", "numpy", "typing")
 

@@ -11,6 +11,7 @@ the package name and the spec's file name are masked.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import keyword
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from specc import kinds
 from specc.codes import CODES
 from specc.spec.models import LAYER_KINDS
 from tests.support.cli import Run
@@ -196,7 +198,8 @@ def plan_problems(plan: dict) -> list[str]:
                 problems.append(f"tied head {name} on stage {step['stage']}, its table not")
             continue
         order.append(step["stage"])
-        if set(step["call_arguments"]) & inputs and step["stage"] != 0:
+        read = {a["name"] for a in step["call_arguments"] if isinstance(a, dict) and "name" in a}
+        if read & inputs and step["stage"] != 0:
             problems.append(f"{name} reads an input on stage {step['stage']}")
     if order != sorted(order):
         problems.append(f"stages go back: {order}")
@@ -272,14 +275,29 @@ def read_tokens(package: Path) -> Tokens:
         if not _SAFE_LABEL.fullmatch(label) or label != (found.label or label):
             found.problems.append(f"{path.name}: unsafe or inconsistent file label {label!r}")
         found.label = label
+        pieces: list[str] = []  # implicitly joined string literals, read as one
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.STRING:
+                pieces.append(token.string)
+                continue
+            if token.type == tokenize.NL and pieces:
+                continue
+            if pieces:
+                found.strings |= _joined(pieces)
+                pieces = []
             if token.type == tokenize.NAME:
                 found.names.add(token.string)
-            elif token.type == tokenize.STRING:
-                found.strings.add(token.string)
             elif token.type == tokenize.COMMENT and token.start[0] > 1:
                 found.comment_words |= set(_WORD.findall(token.string.replace(label, " ")))
     return found
+
+
+def _joined(pieces: list[str]) -> set[str]:
+    """One literal for `"a " "b"`, written as generated code writes a literal; f-strings
+    (which the templates write themselves) each as they are."""
+    if len(pieces) == 1 or any("f" in piece[: piece.index(piece[-1])].lower() for piece in pieces):
+        return set(pieces)
+    return {json.dumps("".join(ast.literal_eval(piece) for piece in pieces))}
 
 
 def spec_names(data: object, *, defaults_too: bool = True) -> list[str]:
@@ -346,7 +364,8 @@ def compiler_words() -> set[str]:
     """Words of the string literals lowering writes into comments (why a gather is
     inserted, and so on): specc's own text, whatever the spec says."""
     words: set[str] = set()
-    for path in sorted((REPO / "specc" / "lower").glob("*.py")):
+    paths = [*(REPO / "specc" / "lower").glob("*.py"), *(REPO / "specc" / "kinds").glob("*.py")]
+    for path in sorted(paths):
         source = path.read_text(encoding="utf-8")
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type == tokenize.STRING:
@@ -355,10 +374,13 @@ def compiler_words() -> set[str]:
 
 
 def template_words() -> set[str]:
-    """Identifiers written literally in the templates, outside Jinja expressions."""
+    """Identifiers written literally in the templates (the package's, and the classes of
+    layers.py the kinds define), outside Jinja expressions."""
+    sources = [path.read_text() for path in (REPO / "templates").rglob("*.jinja")]
+    sources += [template.source for template in kinds.CLASSES.values()]
     words: set[str] = set()
-    for template in (REPO / "templates").rglob("*.jinja"):
-        text = re.sub(r"{{.*?}}|{%.*?%}|{#.*?#}", " ", template.read_text(), flags=re.DOTALL)
+    for source in sources:
+        text = re.sub(r"{{.*?}}|{%.*?%}|{#.*?#}", " ", source, flags=re.DOTALL)
         words |= set(_WORD.findall(text))
     return words
 

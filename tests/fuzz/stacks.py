@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from specc import kinds
 from tests.fuzz.choices import (
-    ACTIVATIONS,
     MAX_SIZE,
     Chooser,
     Limits,
@@ -34,17 +34,9 @@ from tests.fuzz.choices import (
     non_multiple,
 )
 
-WITH_PARAMETERS = frozenset(
-    {
-        "linear", "layernorm", "rmsnorm", "embedding", "position_embedding",
-        "token_type_embedding", "patch_embedding", "attention", "mlp",
-    }
-)  # fmt: skip
-STACK_KINDS = (
-    "embedding", "position_embedding", "token_type_embedding", "patch_embedding",
-    "attention", "mlp", "rmsnorm", "select_token", "lm_head", "residual", "repeat",
-)  # fmt: skip
-_ALL_KINDS = frozenset((*STACK_KINDS, "linear", "layernorm", "dropout", *ACTIVATIONS))
+# Kinds the registry knows, and how the generator may draw them (kinds.base.Fuzz).
+_FUZZED = tuple(kind for kind in kinds.KINDS if kind.fuzz is not None)
+_ALL_KINDS = frozenset(kinds.NAMES)
 
 
 @dataclass
@@ -58,6 +50,10 @@ class Node:
     stages: list[int] | None = None  # repeat
     body: list[Node] = field(default_factory=list)  # residual, repeat
     shape: tuple[int, ...] = ()
+    read: str | None = None  # the key naming a model input it reads besides the stream
+    table: bool = False  # offers an embedding table a head ties to (keeps its default name)
+    tied: bool = False  # a head tied to that table: it runs on the table's pipeline stage
+    parameters: bool = False  # holds parameters
 
     @property
     def units(self) -> int:
@@ -69,15 +65,11 @@ class Node:
             yield from node.walk()
 
     def has_parameters(self) -> bool:
-        if self.kind == "layernorm":
-            return self.fields.get("affine") is not False
-        return self.kind in WITH_PARAMETERS or any(n.has_parameters() for n in self.body)
+        return self.parameters or any(n.has_parameters() for n in self.body)
 
     def reads_input(self) -> bool:
         """Reads a model input besides the stream (so it stays on stage 0 at top level)."""
-        if self.kind == "token_type_embedding" or (
-            self.kind == "attention" and "mask" in self.fields
-        ):
+        if self.read is not None:
             return True
         return self.kind == "residual" and any(n.reads_input() for n in self.body)
 
@@ -140,7 +132,7 @@ class StackDraft(MeshSizes):
 
     def heads(self) -> set[int]:
         """Top-level tied lm_heads: they run on their table's stage, whatever is written."""
-        return {i for i, node in enumerate(self.layers) if node.kind == "lm_head"}
+        return {i for i, node in enumerate(self.layers) if node.tied}
 
     def stageable(self) -> list[int]:
         return [i for i in range(len(self.layers)) if i not in self.heads()]
@@ -179,8 +171,67 @@ class StackDraft(MeshSizes):
 # -- drawing -----------------------------------------------------------------------------
 
 
+class _Stream:
+    """What one kind's fuzz strategy sees (kinds.base.FuzzStream): the builder's choices,
+    the stream entering the layer, and the mesh."""
+
+    def __init__(self, builder: _Builder, shape: tuple[int, ...], keep: int | None = None):
+        self.builder, self.shape, self.keep = builder, shape, keep
+        self.tensor = builder.tensor
+        self.ch = builder.ch
+
+    def integer(self, low: int, high: int) -> int:
+        return self.ch.integer(low, high)
+
+    def pick(self, options: Any) -> Any:
+        return self.ch.pick(options)
+
+    def chance(self, percent: int) -> bool:
+        return self.ch.chance(percent)
+
+    def feature_size(self, multiple: int = 1) -> int:
+        return feature_size(self.ch, self.builder.limits, multiple)
+
+    def hidden(self) -> int:
+        return self.builder.hidden()
+
+    def read_input(self) -> str:
+        return self.builder.read_input(self.shape)
+
+    def table(self) -> tuple[str, int] | None:
+        return self.builder.embedding
+
+    def vocab(self) -> int:
+        limits = self.builder.limits
+        if limits.large_sizes and self.ch.chance(3):
+            return self.ch.pick((2**31 + 1, MAX_SIZE // 2))
+        return self.ch.integer(2, limits.max_vocab)
+
+    def non_multiple(self) -> int:
+        return non_multiple(self.ch, self.tensor)
+
+    def times(self) -> int:
+        return self.ch.integer(1, self.builder.limits.max_times)
+
+
+def _weighted(options: list[kinds.Kind]) -> list[kinds.Kind]:
+    """Each kind as often as its fuzz weight says; the activations together count as one."""
+    pool: list[kinds.Kind] = []
+    for kind in options:
+        assert kind.fuzz is not None
+        weight = kind.fuzz.weight if kind.activation is None else 0
+        pool += [kind] * weight
+    activations = [k for k in options if k.activation is not None]
+    pool += activations if len(activations) == 1 else []
+    return pool
+
+
 class _Builder:
-    """Draws layers that fit the running stream, and the inputs they read."""
+    """Draws layers that fit the running stream, and the inputs they read.
+
+    What to draw comes from the layer kinds' registry: every kind with a fuzz strategy
+    is drawn where its roles say, and fits itself to the stream (kinds.base.Fuzz).
+    """
 
     def __init__(self, ch: Chooser, limits: Limits, tensor: int, batch: int) -> None:
         self.ch, self.limits, self.tensor, self.batch = ch, limits, tensor, batch
@@ -199,81 +250,66 @@ class _Builder:
                 self.taken.add(name)
                 return name
 
-    def node(self, kind: str, **fields: Any) -> Node:
-        return Node(kind, fields, shape=self.shape)
-
-    def read_input(self) -> str:
+    def read_input(self, shape: tuple[int, ...]) -> str:
         """Declare an int64 [batch, seq] input for a layer to read; its name."""
         name = self.fresh()
-        self.inputs.append({"name": name, "shape": list(self.shape[:2]), "dtype": "int64"})
+        self.inputs.append({"name": name, "shape": list(shape[:2]), "dtype": "int64"})
         return name
+
+    def hidden(self) -> int:
+        return feature_size(self.ch, self.limits, self.tensor if self.ch.chance(80) else 1)
+
+    def of_role(self, role: str) -> list[kinds.Kind]:
+        return [kind for kind in _FUZZED if kind.fuzz is not None and role in kind.fuzz.roles]
+
+    def pick_kind(self, options: list[kinds.Kind]) -> kinds.Kind:
+        kind = self.ch.pick(_weighted(options) or options)
+        if kind.activation is not None:
+            return self.ch.pick([k for k in options if k.activation is not None])
+        return kind
+
+    def draw(self, kind: kinds.Kind, keep: int | None = None) -> tuple[Node, kinds.Drawn] | None:
+        """`kind` fitted to the stream, or None where it cannot follow it."""
+        assert kind.fuzz is not None
+        before = len(self.inputs)
+        drawn = kind.fuzz.draw(_Stream(self, self.shape, keep))
+        if drawn is None:
+            return None
+        node = Node(kind.name, dict(drawn.fields), shape=self.shape)
+        node.tied, node.parameters = drawn.tied, drawn.parameters
+        if len(self.inputs) > before:  # it declared an input to read
+            read = self.inputs[-1]["name"]
+            node.read = next(key for key, value in drawn.fields.items() if value == read)
+        return node, drawn
 
     # The stream's start.
 
     def front(self) -> list[Node]:
         ch, limits = self.ch, self.limits
         seq = ch.integer(1, limits.max_seq)
-        start = ch.pick(("tokens", "tokens", "images", "sequence"))
+        starts = self.of_role("start")
         first = self.fresh() if ch.chance(60) else ch.pick(("x", "input_ids", "images"))
         self.taken.add(first)
-        if start == "images":
-            patch, side = ch.integer(1, 3), ch.integer(1, 3)
-            channels = ch.integer(1, 3)
-            self.shape = (self.batch, channels, patch * side, patch * side)
-            item: dict[str, Any] = {"name": first, "shape": list(self.shape)}
-            if ch.chance(20):
-                item["dtype"] = "float32"
-            self.inputs.append(item)
-            hidden = self.hidden()
-            node = self.node("patch_embedding", image_size=patch * side, patch_size=patch)
-            if channels != 3 or ch.chance(30):
-                node.fields["channels"] = channels
-            node.fields["hidden"] = hidden
-            class_token = ch.pick((None, True, False))
-            if class_token is not None:
-                node.fields["class_token"] = class_token
-            tokens = side * side + (class_token is not False)
-            self.shape = (self.batch, tokens, hidden)
-            layers = [node]
-        elif start == "tokens":
-            self.shape = (self.batch, seq)
-            self.inputs.append({"name": first, "shape": [self.batch, seq], "dtype": "int64"})
-            layers = [self.embedding_node()]
-        else:
+        kind = ch.pick([*_weighted(starts), None])
+        if kind is None:  # a float [batch, seq, hidden] input
             self.shape = (self.batch, seq, self.hidden())
             self.inputs.append({"name": first, "shape": list(self.shape)})
-            layers = []
-        if ch.chance(50):
-            layers.append(self.position_embedding())
-        if start == "tokens" and ch.chance(30):
-            layers.append(self.token_type_embedding())
-        return layers
-
-    def hidden(self) -> int:
-        return feature_size(self.ch, self.limits, self.tensor if self.ch.chance(80) else 1)
-
-    def embedding_node(self) -> Node:
-        ch, tensor = self.ch, self.tensor
-        hidden = self.hidden()
-        vocab = ch.integer(2, self.limits.max_vocab)
-        if self.limits.large_sizes and ch.chance(3):
-            vocab = ch.pick((2**31 + 1, MAX_SIZE // 2))
-        node = self.node("embedding", vocab_size=vocab, hidden=hidden)
-        if ch.chance(40):  # the padded table divides over tensor ranks
-            node.fields["pad_vocab_to_multiple_of"] = tensor * ch.pick((1, 2, 3, 8, 128))
-        elif vocab % tensor:
-            node.fields["vocab_size"] = tensor * ch.integer(1, -(-vocab // tensor))
-        node.name = self.fresh() if ch.chance(70) else None
-        self.embedding = (node.name or "embedding_0", hidden)
-        self.shape = (*self.shape, hidden)
-        return node
-
-    def position_embedding(self) -> Node:
-        return self.node("position_embedding", max_positions=self.shape[1] + self.ch.integer(0, 4))
-
-    def token_type_embedding(self) -> Node:
-        types = self.ch.integer(1, 3)
-        return self.node("token_type_embedding", types=types, input=self.read_input())
+            return []
+        self.shape = (self.batch, seq)
+        node, drawn = self.draw(kind) or (None, None)
+        assert node is not None and drawn is not None and drawn.takes is not None
+        takes, dtype = drawn.takes
+        item: dict[str, Any] = {"name": first, "shape": list(takes)}
+        if dtype != "float32" or ch.chance(20):
+            item["dtype"] = dtype
+        self.inputs.append(item)
+        node.shape = tuple(takes)
+        if drawn.table is not None:
+            node.name = self.fresh() if ch.chance(70) else None
+            node.table = True
+            self.embedding = (node.name or f"{kind.name}_0", drawn.table)
+        self.shape = drawn.shape
+        return [node]
 
     # Blocks over [batch, seq, hidden].
 
@@ -285,113 +321,63 @@ class _Builder:
         return layers
 
     def block(self, *, top: bool, depth: int) -> list[Node]:
-        ch = self.ch
-        hidden = self.shape[-1]
-        options = ["mlp", "layernorm", "rmsnorm", "activation", "dropout", "linear", "position"]
-        options += ["token_type"]
-        if hidden % self.tensor == 0:
-            options += ["attention", "attention"]
-        if depth < 2:
-            options += ["residual", "residual"]
-        if top:
-            options += ["repeat", "repeat"]
-        choice = ch.pick(options)
-        if choice == "attention":
-            return [self.attention()]
-        if choice == "mlp":
-            node = self.node("mlp", ffn=feature_size(ch, self.limits, self.tensor))
-            if ch.chance(50):
-                node.fields["activation"] = ch.pick(("gelu", "relu", "silu", "tanh"))
-            return [node]
-        if choice == "layernorm":
-            node = self.node("layernorm")
-            if ch.chance(40):
-                node.fields["features"] = hidden
-            if ch.chance(30):
-                node.fields["eps"] = ch.pick((1e-5, 1e-12, 0.5))
-            if ch.chance(20):
-                node.fields["affine"] = ch.pick((True, False))
-            return [node]
-        if choice == "rmsnorm":
-            node = self.node("rmsnorm")
-            if ch.chance(30):
-                node.fields["eps"] = ch.pick((1e-6, 1e-3))
-            return [node]
-        if choice == "activation":
-            return [self.node(ch.pick(ACTIVATIONS))]
-        if choice == "dropout":
-            return [self.node("dropout", p=ch.pick((0.0, 0.1, 0.5)))]
-        if choice == "position":
-            return [self.position_embedding()]
-        if choice == "token_type":
-            return [self.token_type_embedding()]
-        if choice == "residual":
-            residual = self.node("residual")
-            residual.body = self.blocks(ch.integer(1, 3), top=False, depth=depth + 1)
-            return [residual]
-        if choice == "repeat":
-            repeat = self.node("repeat", times=ch.integer(1, self.limits.max_times))
-            repeat.body = self.blocks(ch.integer(1, 3), top=False, depth=depth + 1)
-            return [repeat]
-        if top and ch.chance(50):
-            return [self.linear(self.hidden())]
-        inner = self.linear(self.hidden())  # a pair that comes back to the same size
-        return [inner, self.linear(hidden)]
-
-    def attention(self) -> Node:
-        ch, hidden = self.ch, self.shape[-1]
-        per_rank = hidden // self.tensor
-        heads = self.tensor * ch.pick([e for e in (1, 2, 3, 4, 6, 8) if per_rank % e == 0])
-        node = self.node("attention", heads=heads)
-        if ch.chance(40):
-            node.fields["causal"] = ch.pick((True, False))
-        if ch.chance(20):
-            node.fields["mask"] = self.read_input()
-        return node
-
-    def linear(self, out_features: int) -> Node:
-        """A linear from the stream's size to `out_features`, split as the sizes allow."""
-        ch, tensor, size = self.ch, self.tensor, self.shape[-1]
-        splits: list[str | None] = [None, "data", "none"]
-        splits += ["col"] if out_features % tensor == 0 else []
-        splits += ["row"] if size % tensor == 0 else []
-        node = self.node("linear", in_features=size, out_features=out_features)
-        split = ch.pick(splits)
-        if split is not None:
-            node.fields["split"] = split
-        if ch.chance(20):
-            node.fields["bias"] = ch.pick((True, False))
-        self.shape = (*self.shape[:-1], out_features)
-        return node
+        options = self.of_role("sequence") + (self.of_role("top") if top else [])
+        if depth >= 2:
+            options = [k for k in options if "layers" not in k.model.model_fields]
+        while True:
+            kind = self.pick_kind(options)
+            entering = self.shape
+            found = self.draw(kind)
+            if found is None:
+                continue
+            node, drawn = found
+            if drawn.body:
+                node.body = self.blocks(self.ch.integer(1, 3), top=False, depth=depth + 1)
+                return [node]
+            if drawn.shape == entering:
+                return [node]
+            if drawn.shape[:-1] != entering[:-1]:
+                continue  # only the features may change inside a stack
+            self.shape = drawn.shape
+            if top and self.ch.chance(50):
+                return [node]
+            # A pair that comes back to the size it started from.
+            back = self.draw(kinds.BY_NAME["linear"], keep=entering[-1])
+            assert back is not None
+            self.shape = entering
+            return [node, back[0]]
 
     # The end.
 
     def tail(self) -> list[Node]:
         ch = self.ch
-        layers: list[Node] = []
-        if self.embedding and self.shape[-1] == self.embedding[1] and ch.chance(60):
-            return [self.node("lm_head", tied_to=self.embedding[0])]
-        if ch.chance(40):
-            index = ch.integer(0, self.shape[1] - 1)
-            node = self.node("select_token")
-            if index or ch.chance(50):
-                node.fields["index"] = index
-            layers.append(node)
-            self.shape = (self.shape[0], self.shape[2])
-            for _ in range(ch.integer(0, 2)):
-                layers += self.features_block()
-        return layers
+        if not ch.chance(70):
+            return []
+        ends = list(self.of_role("end"))
+        while ends:
+            kind = ch.pick(_weighted(ends))
+            ends.remove(kind)
+            found = self.draw(kind)
+            if found is None:
+                continue
+            node, drawn = found
+            self.shape = drawn.shape
+            layers = [node]
+            if len(self.shape) == 2:
+                for _ in range(ch.integer(0, 2)):
+                    layers += self.features_block()
+            return layers
+        return []
 
     def features_block(self) -> list[Node]:
         """A layer over [batch, hidden] (after select_token)."""
-        kind = self.ch.pick(("linear", "linear", "layernorm", "activation", "mlp", "rmsnorm"))
-        if kind == "linear":
-            return [self.linear(self.hidden())]
-        if kind == "activation":
-            return [self.node(self.ch.pick(ACTIVATIONS))]
-        if kind == "mlp":
-            return [self.node("mlp", ffn=feature_size(self.ch, self.limits, self.tensor))]
-        return [self.node(kind)]
+        options = self.of_role("features")
+        while True:
+            found = self.draw(self.pick_kind(options))
+            if found is not None:
+                node, drawn = found
+                self.shape = drawn.shape
+                return [node]
 
 
 def draw_stack(ch: Chooser, limits: Limits, *, package: str | None = None) -> StackDraft:
@@ -412,7 +398,7 @@ def draw_stack(ch: Chooser, limits: Limits, *, package: str | None = None) -> St
     )  # fmt: skip
     _fill_stages(ch, draft, pipeline, len(layers), middle)
     for node in draft.nodes():
-        if node.name is None and node.kind != "embedding" and ch.chance(35):
+        if node.name is None and not node.table and ch.chance(35):
             node.name = builder.fresh()
     draft.tricky = flags["tricky"] or builder.flags["tricky"]
     if pipeline > 1 and ch.chance(30):
@@ -446,6 +432,7 @@ def _fill_stages(
         if len(slots) - max(pinned - 1, 0) >= pipeline:
             return
         node = Node(ch.pick(("relu", "dropout", "layernorm")), shape=shape)
+        node.parameters = node.kind == "layernorm"
         if node.kind == "dropout":
             node.fields["p"] = 0.0
         draft.layers.insert(at, node)
@@ -486,18 +473,6 @@ def _of_kind(draft: StackDraft, *kinds: str) -> list[Node]:
     return [node for node in draft.nodes() if node.kind in kinds]
 
 
-def _k_heads_hidden(ch: Chooser, m: Any) -> str | None:
-    nodes = _of_kind(m.draft, "attention")
-    if not nodes:
-        return None
-    node = ch.pick(nodes)
-    hidden = node.shape[-1]
-    node.fields["heads"] = ch.pick([h for h in range(2, 50) if hidden % h] or [hidden + 1])
-    m.expect = frozenset({"E312"})
-    m.mistake = _facts(m.draft, "heads", node, heads=node.fields["heads"])
-    return "heads_not_dividing_hidden"
-
-
 def _facts(draft: StackDraft, kind: str, node: Node, **numbers: int) -> dict[str, Any]:
     """What tests/launch/soundness.py needs to force a mistake into plain OneFlow."""
     return {
@@ -512,84 +487,54 @@ def _facts(draft: StackDraft, kind: str, node: Node, **numbers: int) -> dict[str
     }
 
 
-def _k_heads_tensor(ch: Chooser, m: Any) -> str | None:
-    tensor, nodes = m.draft.tensor, _of_kind(m.draft, "attention")
-    if tensor == 1 or not nodes:
-        return None
-    node = ch.pick(nodes)
-    hidden = node.shape[-1]
-    node.fields["heads"] = ch.pick([h for h in range(1, 50) if hidden % h == 0 and h % tensor])
-    m.expect = frozenset({"E301"})
-    m.mistake = _facts(m.draft, "heads_split", node, heads=node.fields["heads"])
-    return "heads_not_divisible"
+def _kind_mistake(kind: kinds.Kind, mistake: Any) -> Any:
+    """One of a kind's own mistakes (kinds.base.Fuzz.mistakes), made in a drawn layer."""
 
-
-def _k_ffn(ch: Chooser, m: Any) -> str | None:
-    tensor, nodes = m.draft.tensor, _of_kind(m.draft, "mlp")
-    if tensor == 1 or not nodes:
-        return None
-    node = ch.pick(nodes)
-    node.fields["ffn"] = non_multiple(ch, tensor)
-    m.expect = frozenset({"E301"})
-    m.mistake = _facts(m.draft, "ffn", node, ffn=node.fields["ffn"])
-    return "ffn_not_divisible"
-
-
-def _k_vocab(ch: Chooser, m: Any) -> str | None:
-    tensor, nodes = m.draft.tensor, _of_kind(m.draft, "embedding")
-    if tensor == 1 or not nodes:
-        return None
-    fields = nodes[0].fields
-    if "pad_vocab_to_multiple_of" in fields and ch.chance(50):
-        vocab = fields["vocab_size"]
-        multiples = [k for k in range(2, 64) if (-(-vocab // k) * k) % tensor]
-        if not multiples:
+    def mutate(ch: Chooser, m: Any) -> str | None:
+        nodes = [node for node in m.draft.nodes() if node.kind == kind.name]
+        if not nodes:
             return None
-        fields["pad_vocab_to_multiple_of"] = ch.pick(multiples)
-        m.expect = frozenset({"E301"})
-        return "padded_vocab_not_divisible"
-    fields.pop("pad_vocab_to_multiple_of", None)
-    fields["vocab_size"] = non_multiple(ch, tensor)
-    m.expect = frozenset({"E301"})
-    m.mistake = _facts(m.draft, "vocab", nodes[0], vocab=fields["vocab_size"])
-    m.mistake["hidden"] = fields["hidden"]
-    return "vocab_not_divisible"
+        node = ch.pick(nodes)
+        stream = _MistakeStream(ch, node.shape, m.draft.tensor)
+        made = mistake(stream, node.fields)
+        if made is None:
+            return None
+        m.expect = made.codes
+        if made.forced is not None:
+            m.mistake = _facts(m.draft, made.forced, node, **made.facts)
+        if made.input_shape is not None:
+            m.draft.inputs[0]["shape"] = list(made.input_shape)
+        return str(made.name)
+
+    mutate.__name__ = f"_k_{kind.name}_{mistake.__name__}"
+    return mutate
 
 
-def _k_positions(ch: Chooser, m: Any) -> str | None:
-    nodes = [n for n in _of_kind(m.draft, "position_embedding") if n.shape[1] > 1]
-    if not nodes:
-        return None
-    node = ch.pick(nodes)
-    node.fields["max_positions"] = ch.integer(1, node.shape[1] - 1)
-    m.expect = frozenset({"E310"})
-    return "positions_too_few"
+class _MistakeStream:
+    """The FuzzStream a mistake sees: the layer's stream and the mesh."""
+
+    def __init__(self, ch: Chooser, shape: tuple[int, ...], tensor: int) -> None:
+        self.ch, self.shape, self.tensor, self.keep = ch, shape, tensor, None
+
+    def integer(self, low: int, high: int) -> int:
+        return self.ch.integer(low, high)
+
+    def pick(self, options: Any) -> Any:
+        return self.ch.pick(options)
+
+    def chance(self, percent: int) -> bool:
+        return self.ch.chance(percent)
+
+    def non_multiple(self) -> int:
+        return non_multiple(self.ch, self.tensor)
 
 
-def _k_select(ch: Chooser, m: Any) -> str | None:
-    nodes = _of_kind(m.draft, "select_token")
-    if not nodes:
-        return None
-    node = nodes[0]
-    node.fields["index"] = node.shape[1] + ch.pick((0, 1, 7))
-    m.expect = frozenset({"E310"})
-    return "select_past_the_end"
-
-
-def _k_patch(ch: Chooser, m: Any) -> str | None:
-    nodes = _of_kind(m.draft, "patch_embedding")
-    if not nodes:
-        return None
-    fields = nodes[0].fields
-    size = fields["image_size"]
-    if ch.chance(50):
-        fields["patch_size"] = ch.pick([p for p in range(2, size + 3) if size % p])
-    else:  # the images are not what the layer takes
-        shape = m.draft.shape
-        index = ch.pick((1, 2, 3))
-        shape[index] += ch.pick((1, 2))
-    m.expect = frozenset({"E311"})
-    return "patches_do_not_fit"
+_KIND_MISTAKES = tuple(
+    _kind_mistake(kind, mistake)
+    for kind in _FUZZED
+    if kind.fuzz is not None
+    for mistake in kind.fuzz.mistakes
+)
 
 
 def _k_tied(ch: Chooser, m: Any) -> str | None:
@@ -600,7 +545,7 @@ def _k_tied(ch: Chooser, m: Any) -> str | None:
     index = heads[0]
     head = layers[index]
     if ch.chance(50):
-        others = [n.name for n in layers[:index] if n.name and n.kind != "embedding"]
+        others = [n.name for n in layers[:index] if n.name and not n.table]
         head.fields["tied_to"] = ch.pick([*others, "wte_missing", "embeddings"])
         m.expect = frozenset({"E308"})
         return "tied_to_unknown"
@@ -612,11 +557,11 @@ def _k_tied(ch: Chooser, m: Any) -> str | None:
 
 
 def _k_read_input(ch: Chooser, m: Any) -> str | None:
-    readers = [n for n in m.draft.nodes() if n.kind == "token_type_embedding" or "mask" in n.fields]
+    readers = [n for n in m.draft.nodes() if n.read is not None]
     if not readers:
         return None
     node = ch.pick(readers)
-    key = "input" if node.kind == "token_type_embedding" else "mask"
+    key = node.read
     wanted = node.fields[key]
     item = next(i for i in m.draft.inputs if i["name"] == wanted)
     choice = ch.pick(("unknown", "dtype", "shape"))
@@ -679,9 +624,29 @@ def _k_repeat_stages(ch: Chooser, m: Any) -> str | None:
     return "repeat_stages_length"
 
 
+def _k_repeat_twins(ch: Chooser, m: Any) -> str | None:
+    """A second repeat named like the first but for an underscore: one generated class."""
+    layers = m.draft.layers
+    repeats = [
+        i
+        for i, n in enumerate(layers)
+        if n.kind == "repeat" and n.name and "_" in n.name and len(n.name) < 32
+    ]
+    if not repeats:
+        return None
+    index = ch.pick(repeats)
+    twin = copy.deepcopy(layers[index])
+    twin.name = twin.name.replace("_", "__", 1)
+    twin.stage = twin.stages = None
+    layers.insert(index + 1, twin)
+    m.expect = frozenset({"E208"})
+    return "repeat_twins"
+
+
 STACK_SEMANTIC = (
-    _k_heads_hidden, _k_heads_tensor, _k_ffn, _k_vocab, _k_positions, _k_select, _k_patch,
-    _k_tied, _k_read_input, _k_residual_shape, _k_misplaced, _k_repeat_stages,
+    *_KIND_MISTAKES, _k_tied, _k_read_input, _k_residual_shape, _k_misplaced,
+    _k_repeat_stages, _k_repeat_twins,
 )  # fmt: skip
-# Single divisibility mistakes that tests/launch/soundness.py forces into OneFlow.
-STACK_SINGLE_MISTAKES = (_k_heads_hidden, _k_heads_tensor, _k_ffn, _k_vocab)
+# Single divisibility mistakes that tests/launch/soundness.py forces into OneFlow: those
+# of the kinds' mistakes that say how (kinds.base.Mistake.forced).
+STACK_SINGLE_MISTAKES = _KIND_MISTAKES

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
+from specc import kinds
 from tests.fuzz.choices import (
     ACTIVATIONS,
     BAD_INPUT_NAMES,
@@ -678,18 +679,10 @@ SIZE_KEYS = (
     "pad_vocab_to_multiple_of", "types", "image_size", "patch_size", "channels", "heads",
     "ffn", "times",
 )  # fmt: skip
+# The keys each kind's model requires, besides `kind`.
 _REQUIRED = {
-    "linear": ("in_features", "out_features"),
-    "dropout": ("p",),
-    "embedding": ("vocab_size", "hidden"),
-    "position_embedding": ("max_positions",),
-    "token_type_embedding": ("types", "input"),
-    "patch_embedding": ("image_size", "patch_size", "hidden"),
-    "attention": ("heads",),
-    "mlp": ("ffn",),
-    "lm_head": ("tied_to",),
-    "residual": ("layers",),
-    "repeat": ("times", "layers"),
+    name: tuple(key for key, info in kind.model.model_fields.items() if info.is_required())
+    for name, kind in kinds.BY_NAME.items()
 }
 
 
@@ -838,7 +831,7 @@ def _s_bad_choice(ch: Chooser, m: _Mutated) -> str:
         if kind == "linear":
             choices.append(((*path, "split"), ("column", "COL", "both", "tensor", "rows")))
         elif kind == "mlp":
-            choices.append(((*path, "activation"), ("relu6", "GELU", "sigmoid", "swish")))
+            choices.append(((*path, "activation"), ("relu6", "GELU", "softmax", "swish")))
     if "loss" in m.data:
         choices.append((("loss", "kind"), ("mse", "CrossEntropy", "nll")))
     path, values = ch.pick(choices)
@@ -874,9 +867,8 @@ def _s_bad_name(ch: Chooser, m: _Mutated) -> str:
         m.data["name"] = ch.pick(BAD_PACKAGES)
     elif where == "input":
         m.data["inputs"][0]["name"] = ch.pick(BAD_INPUT_NAMES)
-    else:
-        index = ch.integer(0, len(m.data["layers"]) - 1)
-        m.data["layers"][index]["name"] = ch.pick(BAD_LAYER_NAMES)
+    else:  # any layer, those in residual and repeat bodies too
+        _get(m.data, ch.pick(_layer_paths(m.data)))["name"] = ch.pick(BAD_LAYER_NAMES)
     m.expect = frozenset({"E207"})
     return "bad_name"
 

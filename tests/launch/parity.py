@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import sys
 
 import numpy as np
 import oneflow as flow
-import oneflow.nn.functional as F
+
+from specc import kinds
+from specc.kinds.base import Twin as LayerTwin
 
 RTOL, ATOL = 1e-4, 1e-5
 STEPS, LR = 3, 0.1
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "tanh": flow.tanh,
-    "sigmoid": flow.sigmoid,
-}
 
 
 def whole(tensor: flow.Tensor) -> np.ndarray:
@@ -87,85 +81,16 @@ class Twin:
         return variables[cls["returns"]]
 
     def layer(self, step: dict, name: str, x: flow.Tensor, inputs: dict) -> flow.Tensor:
+        """What the layer's kind computes on one device (its module's `reference`)."""
         p = {k[len(name) + 1 :]: v for k, v in self.params.items() if k.startswith(name + ".")}
-        kind, attributes = step["kind"], step["attributes"]
-        if kind == "linear":
-            return F.linear(x, p["weight"], p.get("bias"))
-        if kind == "layernorm":
-            return F.layer_norm(
-                x, (x.shape[-1],), p.get("weight"), p.get("bias"), attributes["eps"]
-            )
-        if kind == "rmsnorm":
-            return (
-                x * flow.rsqrt((x * x).mean(dim=-1, keepdim=True) + attributes["eps"]) * p["weight"]
-            )
-        if kind == "dropout":
-            return x  # both models run in eval mode
-        if kind in ACTIVATIONS:
-            return ACTIVATIONS[kind](x)
-        if kind == "embedding":
-            return p["weight"][x]
-        if kind == "position_embedding":
-            return x + p["weight"][: x.shape[1]]
-        if kind == "token_type_embedding":
-            return x + p["weight"][inputs[step["call_arguments"][0]]]
-        if kind == "patch_embedding":
-            patches = F.conv2d(x, p["weight"], p["bias"], stride=attributes["patch_size"])
-            patches = patches.flatten(2).transpose(1, 2)
-            if not attributes["class_token"]:
-                return patches
-            return flow.cat([p["class_token"].expand(x.shape[0], -1, -1), patches], dim=1)
-        if kind == "attention":
-            return self.attention(p, x, attributes, inputs)
-        if kind == "mlp":
-            hidden = F.linear(x, p["dense_h_to_4h.weight"], p["dense_h_to_4h.bias"])
-            hidden = ACTIVATIONS[attributes["activation"]](hidden)
-            return F.linear(hidden, p["dense_4h_to_h.weight"], p["dense_4h_to_h.bias"])
-        if kind == "select_token":
-            return x[:, attributes["index"]]
-        if kind == "lm_head":
-            table = self.params[attributes["tied_to"] + ".weight"][: attributes["vocab_size"]]
-            return flow.matmul(x, table, transpose_b=True)
-        raise AssertionError(f"the twin does not know layer kind {kind}")
-
-    def attention(self, p: dict, x: flow.Tensor, attributes: dict, inputs: dict) -> flow.Tensor:
-        batch, seq, hidden = x.shape
-        heads = attributes["heads"]
-        size = hidden // heads
-
-        def project(name: str) -> flow.Tensor:
-            y = F.linear(x, p[f"{name}.weight"], p[f"{name}.bias"])
-            return y.reshape(batch, seq, heads, size).permute(0, 2, 1, 3)
-
-        scores = flow.matmul(project("query"), project("key").transpose(2, 3)) / math.sqrt(size)
-        if attributes["causal"]:
-            future = flow.tensor(np.triu(np.ones((seq, seq), np.float32), 1))
-            scores = scores - 10000.0 * future
-        if attributes["mask"] is not None:
-            padding = 1.0 - inputs[attributes["mask"]].to(flow.float32).reshape(batch, 1, 1, seq)
-            scores = scores - 10000.0 * padding
-        context = flow.matmul(flow.softmax(scores, dim=-1), project("value"))
-        context = context.permute(0, 2, 1, 3).reshape(batch, seq, hidden)
-        return F.linear(context, p["dense.weight"], p["dense.bias"])
+        reference = kinds.BY_NAME[step["kind"]].reference
+        assert reference is not None, f"kind {step['kind']} has no reference"
+        return reference(LayerTwin(flow, x, p, step["attributes"], inputs, self.params))
 
 
 def promised_params(plan: dict) -> dict[str, tuple[dict, int]]:
     """Every parameter's layout and pipeline stage, as the plan states them."""
-    classes = {c["name"]: c for c in plan["classes"]}
-    found: dict[str, tuple[dict, int]] = {}
-
-    def visit(name: str, prefix: str, stage: int | None) -> None:
-        for step in classes[name]["steps"]:
-            if step["step"] == "layer":
-                where = step["stage"] if stage is None else stage
-                for param in step["params"]:
-                    found[f"{prefix}{step['name']}.{param['name']}"] = (param["layout"], where)
-            elif step["step"] == "repeat":
-                for index in range(step["times"]):
-                    visit(step["module"], f"{prefix}{step['name']}.{index}.", step["stages"][index])
-
-    visit("Model", "", None)
-    return found
+    return {p["name"]: (p["layout"], p["stage"]) for p in plan["parameters"]}
 
 
 def rank_stage(plan: dict) -> int:
@@ -261,7 +186,7 @@ def check(package_name: str, plan: dict) -> dict:
     twin_out = twin(twin_inputs)
     if sbp_text(out.sbp) != plan["output"]["sbp"]:
         errors.append(f"output sbp {sbp_text(out.sbp)} != plan {plan['output']['sbp']}")
-    output_local = expected_local(plan["output"], plan["output"]["stage"], plan)
+    output_local = expected_local(plan["output"], plan["output_stage"], plan)
     if list(out.to_local().shape) != output_local:
         errors.append(f"output local shape {list(out.to_local().shape)} != {output_local}")
     diffs = {"output": float(np.abs(comparable(out, twin_out) - twin_out.numpy()).max())}

@@ -23,11 +23,9 @@ from tests.support.cli import specc
 
 HERE = Path(__file__).parent
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-TESTED: set[str] = set()
 
 
 def spec(name: str) -> str:
-    TESTED.add(name)
     assert (HERE / name).is_file(), name
     return name
 
@@ -240,6 +238,29 @@ def test_accepted_package_names_can_be_imported_beside_oneflow(name, tmp_path):
     assert result.returncode == 0 and "Model" in result.stdout, result.stderr[-2000:]
 
 
+def test_repeats_that_would_share_a_class_are_refused():
+    """Was: `a_b` and `a__b` both became `class ABLayer`; exit 0, `a_b` without parameters."""
+    run = validate("repeats_one_class.yaml")
+    assert run.code == 2, run.stderr
+    assert run.stderr.startswith(
+        "repeats_one_class.yaml:17:11: error[E208]: repeats `a_b` (at 12:11) and `a__b` would "
+        "both generate the class `ABLayer`\n"
+    ), run.stderr
+    assert "help: rename one of them, e.g. `a__b_2`" in run.stderr
+
+
+def test_a_layer_named_placement_is_refused():
+    """Was: built, then a TypeError at run time: it replaced the repeat body's placement."""
+    run = validate("placement_in_pipelined_repeat.yaml")
+    assert run.code == 2, run.stderr
+    assert (
+        "placement_in_pipelined_repeat.yaml:16:30: error[E207]: `placement` cannot be a name in "
+        "generated code: it is already used by nn.Module or by the generated code"
+    ) in run.stderr
+
+
 def test_every_reproducer_has_a_test():
-    """Runs last in this file: every YAML here was used by a test above."""
-    assert {p.name for p in HERE.glob("*.yaml")} <= TESTED
+    """Every YAML here is named by a test of this file (read from its source, so the
+    answer does not depend on which tests ran before)."""
+    named = set(re.findall(r'"([\w.-]+\.yaml)"', Path(__file__).read_text(encoding="utf-8")))
+    assert {p.name for p in HERE.glob("*.yaml")} <= named

@@ -102,7 +102,8 @@ class Model(nn.Module):
         # input_ids: [8, 512], sbp (B), local [8, 512]
         # token_type_ids: [8, 512], sbp (B), local [8, 512]
         # attention_mask: [8, 512], sbp (B), local [8, 512]
-        # word_embeddings: ids x table rows split over tensor ranks -> partial sums -> all-reduce
+        # word_embeddings: ids x table rows split over tensor ranks -> partial sums ->
+        #   all-reduce
         # -> [8, 512, 768], sbp (B), local [8, 512, 768]
         hidden = self.word_embeddings(input_ids)
         # position_embeddings: adds replicated rows 0..seq-1

@@ -28,13 +28,15 @@ class Model(nn.Module):
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         # x: [32, 1024], sbp (S(0), B), local [16, 1024]
-        # up: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features split
+        # up: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features
+        #   split
         # -> [32, 16384], sbp (S(0), S(1)), local [16, 8192]
         hidden = self.up(x)
         # gelu_1: (S(0), S(1)), element-wise
         # -> [32, 16384], sbp (S(0), S(1)), local [16, 8192]
         hidden = self.gelu_1(hidden)
-        # down: (S(0), S(1)) -> (S(0), B): x features split, weight columns split -> partial sums -> all-reduce
+        # down: (S(0), S(1)) -> (S(0), B): x features split, weight columns split ->
+        #   partial sums -> all-reduce
         # -> [32, 1024], sbp (S(0), B), local [16, 1024]
         hidden = self.down(hidden)
         return hidden

@@ -32,7 +32,8 @@ class Model(nn.Module):
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         # x: [16, 16], sbp (S(0), B), local [8, 16]
-        # up: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features split
+        # up: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features
+        #   split
         # -> [16, 32], sbp (S(0), S(1)), local [8, 16]
         hidden = self.up(x)
         # to pipeline stage 1
@@ -40,13 +41,15 @@ class Model(nn.Module):
         # gelu_1: (S(0), S(1)), element-wise
         # -> [16, 32], sbp (S(0), S(1)), local [8, 16]
         hidden = self.gelu_1(hidden)
-        # down: (S(0), S(1)) -> (S(0), B): x features split, weight columns split -> partial sums -> all-reduce
+        # down: (S(0), S(1)) -> (S(0), B): x features split, weight columns split ->
+        #   partial sums -> all-reduce
         # -> [16, 16], sbp (S(0), B), local [8, 16]
         hidden = self.down(hidden)
         # norm: (S(0), B), needs whole features
         # -> [16, 16], sbp (S(0), B), local [8, 16]
         hidden = self.norm(hidden)
-        # head: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features split
+        # head: (S(0), B) -> (S(0), S(1)): x whole, weight rows split -> output features
+        #   split
         # -> [16, 8], sbp (S(0), S(1)), local [8, 4]
         hidden = self.head(hidden)
         return hidden

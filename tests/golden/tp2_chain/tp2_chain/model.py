@@ -49,7 +49,8 @@ class Model(nn.Module):
         # split: a `row` linear takes features split over tensor ranks (local slice)
         # -> [8, 16], sbp (S(1)), local [8, 8]
         hidden = tokens.to_global(sbp=FEATURE_SPLIT_2D, grad_sbp=ACTIVATION)
-        # entry: (S(1)) -> (B): x features split, weight columns split -> partial sums -> all-reduce
+        # entry: (S(1)) -> (B): x features split, weight columns split -> partial sums
+        #   -> all-reduce
         # -> [8, 32], sbp (B), local [8, 32]
         hidden = self.entry(hidden)
         # silu_1: (B), element-wise

@@ -34,7 +34,8 @@ class Model(nn.Module):
         # gelu_1: (S(1)), element-wise
         # -> [6, 32], sbp (S(1)), local [6, 8]
         hidden = self.gelu_1(hidden)
-        # linear_2: (S(1)) -> (B): x features split, weight columns split -> partial sums -> all-reduce
+        # linear_2: (S(1)) -> (B): x features split, weight columns split -> partial
+        #   sums -> all-reduce
         # -> [6, 8], sbp (B), local [6, 8]
         hidden = self.linear_2(hidden)
         return hidden

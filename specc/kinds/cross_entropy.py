@@ -1,3 +1,12 @@
+"""cross_entropy: the loss on vocabulary-split logits, without gathering them."""
+
+from __future__ import annotations
+
+from specc.kinds.base import ClassTemplate
+
+CROSS_ENTROPY = ClassTemplate(
+    "cross_entropy",
+    '''\
 def cross_entropy(logits: flow.Tensor, labels: flow.Tensor) -> flow.Tensor:
     """Mean cross-entropy over the last dimension, never gathering vocab-split logits.
 
@@ -8,3 +17,9 @@ def cross_entropy(logits: flow.Tensor, labels: flow.Tensor) -> flow.Tensor:
     classes = logits.shape[-1]
     flat = logits.view(-1, classes)
     return flow._C.sparse_softmax_cross_entropy(flat, labels.view(-1)).mean()
+''',
+    placement=False,
+)
+
+# A loss is not a layer: it adds a function to layers.py, listed after every class.
+CLASSES = (CROSS_ENTROPY,)

@@ -1,0 +1,91 @@
+"""token_type_embedding: adds learned embeddings of the token types another input holds."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from specc.kinds.base import (
+    B,
+    ClassTemplate,
+    Context,
+    Drawn,
+    Fuzz,
+    FuzzStream,
+    Kind,
+    LayerModel,
+    Lowered,
+    Name,
+    Running,
+    Size,
+    Twin,
+)
+from specc.plan import Call, Ref
+
+
+class TokenTypeEmbedding(LayerModel):
+    """Adds a learned embedding of the token types given by another int64 input."""
+
+    kind: Literal["token_type_embedding"] = Field(
+        description="The layer kind.", examples=["token_type_embedding"]
+    )
+    types: Size = Field(description="Number of token types.", examples=[2])
+    input: Name = Field(description="Name of the int64 [batch, seq] input.", examples=["types"])
+
+
+def lower(ctx: Context, layer: TokenTypeEmbedding, x: Running) -> Lowered | None:
+    what = f"token_type_embedding `{ctx.name}`"
+    if not ctx.expect_sequence(x, what):
+        return None
+    ctx.read_input(layer.input, "input", x, layer.types, what)
+    x = ctx.whole(x, "token_type_embedding")
+    hidden = x.shape[2]
+    return Lowered(
+        Call("TokenTypeEmbedding", (layer.types, hidden)),
+        x,
+        x,
+        [ctx.param("weight", (layer.types, hidden), B)],
+        "adds replicated rows chosen by the token types",
+        attributes={"input": layer.input},
+        call_arguments=(Ref(layer.input),),
+    )
+
+
+def reference(t: Twin) -> Any:
+    return t.x + t.params["weight"][t.inputs[t.attributes["input"]]]
+
+
+def draw(stream: FuzzStream) -> Drawn:
+    return Drawn(
+        {"types": stream.integer(1, 3), "input": stream.read_input()}, stream.shape, parameters=True
+    )
+
+
+TOKEN_TYPE_EMBEDDING = ClassTemplate(
+    "TokenTypeEmbedding",
+    '''\
+class TokenTypeEmbedding(nn.Module):
+    """Adds learned embeddings of token types (segment A/B in BERT), a replicated table."""
+
+    def __init__(self, types: int, hidden: int, *, placement: flow.placement) -> None:
+        super().__init__()
+        table = flow.empty(types, hidden, placement=placement, sbp=REPLICATED)
+        self.weight = nn.Parameter(table)
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, hidden: flow.Tensor, types: flow.Tensor) -> flow.Tensor:
+        return hidden + flow._C.gather(self.weight, types, axis=0)
+''',
+    constants=("REPLICATED",),
+)
+
+KIND = Kind(
+    TokenTypeEmbedding,
+    lower,
+    order=52,
+    classes=(TOKEN_TYPE_EMBEDDING,),
+    reference=reference,
+    fuzz=Fuzz(draw, roles=frozenset({"sequence"})),
+    synonyms=("segment_embedding",),
+)

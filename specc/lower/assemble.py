@@ -1,0 +1,194 @@
+"""Plan assembly: the walk's steps placed on their stages, and everything the files need.
+
+Once stages are known, the Model's steps get their stage and placement, activations
+that cross to another stage get a move, each repeat learns the stage of each of its
+instances, and every parameter is listed under its full name on the stage that holds it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from specc import __version__, kinds, names
+from specc.kinds.base import Running
+from specc.lower.mesh import STAGES, build_mesh, launch, stage_placement
+from specc.lower.sbp import Constants, Grid
+from specc.lower.staging import Stages
+from specc.lower.walk import HIDDEN, Unit, Walk
+from specc.plan import (
+    LayerClass,
+    LayerStep,
+    ModuleClass,
+    Parameter,
+    Plan,
+    Ref,
+    Relayout,
+    RepeatStep,
+    ResidualEnd,
+    StageMove,
+    Step,
+    Subscript,
+)
+
+
+def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
+    """The plan of what `walk` lowered, whose output is `output`, cut into `stages`."""
+    spec, grid, constants = walk.spec, walk.grid, walk.constants
+    inputs, report = walk.inputs, walk.report
+    mesh = build_mesh(spec, grid, report.document, report.diagnostics)
+    model_steps = _place(walk, stages, grid)
+    model = ModuleClass(
+        name="Model",
+        doc=f"The layers of {report.spec_file}, in order.",
+        is_model=True,
+        forward_parameters=tuple(item.name for item in spec.inputs),
+        steps=tuple(model_steps),
+        returns=walk.model.reads,
+        entry_moves=(),
+    )
+    classes = (*walk.body_classes, model)
+    input_tensors = inputs.tensors()
+    loss = inputs.loss(output)
+    layer_classes = _layer_classes(walk.used_classes, loss is not None, constants)
+    used = {c for cls in layer_classes for c in cls.sbp_constants}
+    used |= {i.sbp_constant for i in input_tensors}
+    used |= {
+        c for cls in classes for s in cls.steps if isinstance(s, Relayout) for c in s.constants
+    }
+    parameters = _parameters(model, {c.name: c for c in walk.body_classes})
+    stage_parameters, stage_units = _stage_contents(walk.units, stages, grid.pipeline)
+    return Plan(
+        package=spec.name,
+        spec_file=report.spec_file,
+        specc_version=__version__,
+        mesh=mesh,
+        inputs=input_tensors,
+        classes=classes,
+        output=grid.of(output),
+        output_stage=stages[-1][-1] if stages else 0,
+        loss=loss,
+        sbp_constants=constants.used(used),
+        layer_classes=layer_classes,
+        parameters=parameters,
+        parameter_count=sum(math.prod(p.layout.shape) for p in parameters),
+        launch=launch(spec.name, grid),
+        sizes=dict(spec.sizes),
+        accumulation=inputs.accumulation(),
+        stage_parameters=stage_parameters,
+        stage_units=stage_units,
+    )
+
+
+def _place(walk: Walk, stages: Stages, grid: Grid) -> list[Step]:
+    """The Model's steps on their stages, with a move wherever the stage changes.
+
+    A repeat moves nothing itself: each of its instances moves what it reads onto
+    its own stage.
+    """
+    steps = walk.model.steps
+    placed: list[Step] = []
+    current = 0
+    for unit, unit_stages in zip(walk.units, stages, strict=True):
+        own = list(steps[unit.start : unit.end])
+        stage = unit_stages[0]
+        first = own[0] if own else None
+        if stage != current and not unit.repetitions and first is not None:
+            # A unit starts with a layer, a relayout or a residual, each reading the stream.
+            assert not isinstance(first, ResidualEnd), first
+            placed.append(
+                StageMove(stage, first.reads, HIDDEN, Subscript(Ref(STAGES), stage), unit.entry)
+            )
+            own[0] = replace(first, reads=HIDDEN)
+        for step in own:
+            if isinstance(step, LayerStep):
+                placed.append(_place_layer(step, stage, grid))
+            elif isinstance(step, RepeatStep):
+                repetitions = unit_stages if unit.repetitions else (stage,) * step.times
+                placed.append(_place_repeat(step, repetitions, grid))
+            else:
+                placed.append(step)
+        current = unit_stages[-1]
+    return placed
+
+
+def _place_layer(step: LayerStep, stage: int, grid: Grid) -> LayerStep:
+    template = kinds.CLASSES.get(step.class_name)
+    module = step.module
+    if template is not None and template.placement:
+        module = module.with_kwarg("placement", stage_placement(grid, stage))
+    return replace(step, module=module, stage=stage)
+
+
+def _place_repeat(step: RepeatStep, stages: tuple[int, ...], grid: Grid) -> RepeatStep:
+    if grid.pipeline == 1:
+        return replace(step, stages=stages, placement=stage_placement(grid, 0))
+    return replace(
+        step,
+        stages=stages,
+        stages_constant=names.stages_constant(step.name),
+        placement=Subscript(Ref(STAGES), Ref(names.STAGE_VARIABLE)),
+        index_variable=names.STAGE_VARIABLE,
+    )
+
+
+def _layer_classes(used: set[str], loss: bool, constants: Constants) -> tuple[LayerClass, ...]:
+    wanted = used | ({"cross_entropy"} if loss else set())
+    classes = []
+    for template in kinds.needed_classes(wanted):
+        declared = tuple(constants.for_class(name) for name in template.constants)
+        classes.append(
+            LayerClass(template.name, f"classes/{template.name}", declared, template.uses_math)
+        )
+    return tuple(classes)
+
+
+def _parameters(model: ModuleClass, bodies: dict[str, ModuleClass]) -> tuple[Parameter, ...]:
+    """Every parameter as `Model.named_parameters()` names it, on its real stage."""
+    found: list[Parameter] = []
+
+    def visit(cls: ModuleClass, prefix: str, stage: int | None) -> None:
+        for step in cls.steps:
+            if isinstance(step, LayerStep):
+                where = step.stage if stage is None else stage
+                assert where is not None
+                found.extend(
+                    Parameter(f"{prefix}{step.name}.{p.name}", p.layout, where) for p in step.params
+                )
+            elif isinstance(step, RepeatStep):
+                for index, repetition in enumerate(step.stages):
+                    visit(bodies[step.module], f"{prefix}{step.name}.{index}.", repetition)
+
+    visit(model, "", None)
+    return tuple(found)
+
+
+def _stage_contents(
+    units: Sequence[Unit], stages: Stages, pipeline: int
+) -> tuple[tuple[int, ...], tuple[tuple[str, ...], ...]]:
+    """The parameters each stage holds and its layers (and repetitions), for the plan."""
+    weights = [0] * pipeline
+    contents: list[list[str]] = [[] for _ in range(pipeline)]
+    for unit, unit_stages in zip(units, stages, strict=True):
+        if unit.repetitions:
+            for repetition, stage in enumerate(unit_stages):
+                weights[stage] += unit.weight
+                contents[stage].append(f"{unit.name}.{repetition}")
+        else:
+            weights[unit_stages[0]] += unit.weight
+            contents[unit_stages[0]].append(unit.name)
+    return tuple(weights), tuple(tuple(_ranges(units)) for units in contents)
+
+
+def _ranges(units: list[str]) -> list[str]:
+    """["h.0", "h.1", "h.2"] -> ["h.0-2"], for the plan's stage summary."""
+    shown: list[str] = []
+    for unit in units:
+        head, _, tail = unit.rpartition(".")
+        if head and tail.isdigit() and shown and shown[-1].startswith(head + "."):
+            first = shown[-1][len(head) + 1 :].split("-")[0]
+            shown[-1] = f"{head}.{first}-{tail}"
+        else:
+            shown.append(unit)
+    return shown

@@ -1,0 +1,63 @@
+"""Located diagnostics for the lowering modules, and the help texts they share."""
+
+from __future__ import annotations
+
+from specc import names
+from specc.diagnostics import Diagnostics, Span
+from specc.kinds.base import divisors, listed
+from specc.source import Document, YamlPath
+
+
+class Reporter:
+    """Reports problems at a path of the spec, and says where a layer comes from."""
+
+    def __init__(self, document: Document, diagnostics: Diagnostics) -> None:
+        self.document = document
+        self.diagnostics = diagnostics
+        self.spec_file = names.file_label(document.file)
+
+    def span(self, path: YamlPath, *, key: bool = False) -> Span:
+        return self.document.span(path, key=key)
+
+    def where(self, path: YamlPath) -> str:
+        """`spec.yaml:12`, for the comments of generated code and the plan."""
+        return f"{self.spec_file}:{self.span(path).line}"
+
+    def error(self, code: str, message: str, path: YamlPath, help: str | None = None) -> None:
+        self.diagnostics.error(code, message, self.span(path), help=help)
+
+    def warning(self, code: str, message: str, path: YamlPath, help: str | None = None) -> None:
+        self.diagnostics.warning(code, message, self.span(path), help=help)
+
+    def check_divisible(
+        self,
+        size: int,
+        group: int,
+        group_name: str,
+        label: str,
+        owner: str,
+        path: YamlPath,
+        *,
+        help: str | None = None,
+        code: str = "E301",
+    ) -> bool:
+        """Report `label size of owner` (at `path`) unless `group` divides it."""
+        if size % group == 0:
+            return True
+        self.error(
+            code,
+            f"{label} {size} of {owner} is not divisible by {group_name} {group}",
+            path,
+            help=help or divisibility_help(size, group, group_name),
+        )
+        return False
+
+
+def divisibility_help(size: int, group: int, group_name: str) -> str:
+    below = size - size % group
+    above = below + group
+    nearest = f"{below} or {above}" if below > 0 else str(above)
+    return (
+        f"make the size a multiple of {group} ({nearest}), or use a {group_name} size that "
+        f"divides {size}: {listed(divisors(size))}"
+    )

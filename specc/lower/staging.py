@@ -1,0 +1,235 @@
+"""Which pipeline stage each top-level layer (and each repetition of a repeat) runs on.
+
+Stages come from what the walk recorded about each top-level unit: its weight, the
+layer it must share a stage with (a tied head runs where its table is: OneFlow 0.9
+cannot send a variable to another stage inside a CPU graph, and a copy sent instead
+gets wrong gradients, so the activations travel back instead), and the model inputs
+it reads (inputs arrive on stage 0; a repeat carries them along to its repetitions).
+Explicit `stage`/`stages` are checked; without them the units are balanced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from specc.lower.reporter import Reporter
+from specc.lower.walk import Unit
+from specc.spec import Spec, walk_layers
+
+Stages = list[tuple[int, ...]]  # per top-level layer, the stage of each of its units
+
+
+def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages:
+    """The pipeline stage of every top-level layer (one per repetition for a repeat).
+
+    Never drops or repeats a layer: every unit gets exactly one stage.
+    """
+    pipeline = spec.parallel.pipeline
+    counts = [unit.repetitions or 1 for unit in units]
+    for ref in walk_layers(spec):
+        if len(ref.path) > 2 and ref.layer.stage is not None:  # inside a residual or repeat
+            report.error(
+                "E313",
+                f"layer `{ref.name}` sets `stage` inside a residual or repeat body",
+                (*ref.path, "stage"),
+                help="set `stage` on the top-level layer, or `stages` on the repeat",
+            )
+    index_of = {unit.name: unit.index for unit in units}
+    heads = {
+        unit.index: index_of[unit.tied_to]
+        for unit in units
+        if unit.tied_to is not None and unit.tied_to in index_of
+    }
+    pinned = max((unit.index for unit in units if unit.input_reads), default=-1)
+    # A tied head runs on its table's stage, and the top-level layers up to the last
+    # one reading a model input run on stage 0 (inputs arrive there): neither can fill
+    # a stage of its own.
+    free = sum(count for index, count in enumerate(counts) if index not in heads and index > pinned)
+    available = free + (pinned >= 0)
+    if available < pipeline:
+        reasons = []
+        if heads:
+            reasons.append("a tied lm_head shares its table's stage")
+        if pinned >= 0:
+            reasons.append(
+                f"the layers up to `{units[pinned].name}`, which reads an input, share stage 0"
+            )
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        report.error(
+            "E315",
+            f"pipeline {pipeline} needs at least {pipeline} layers or repetitions, the model "
+            f"has {available}{why}",
+            ("parallel", "pipeline"),
+            help=f"use pipeline {available} or less, or more layers",
+        )
+        return [(0,) * c for c in counts]
+    explicit = any(
+        layer.stage is not None or getattr(layer, "stages", None) is not None
+        for index, layer in enumerate(spec.layers)
+        if index not in heads
+    )
+    if explicit:
+        result = _explicit_stages(spec, report, counts, heads)
+    elif pipeline == 1:
+        result = [(0,) * c for c in counts]
+    else:
+        result = _balanced_stages(units, counts, heads, pinned, pipeline)
+    for head, table in heads.items():
+        layer = spec.layers[head]
+        if layer.stage is not None and layer.stage != result[table][0]:
+            report.error(
+                "E314",
+                f"lm_head `{units[head].name}` is tied to a table on stage {result[table][0]}, "
+                f"and runs there, not on stage {layer.stage}",
+                ("layers", head, "stage"),
+                help="remove its `stage`: a tied head always runs on its table's stage",
+            )
+        result[head] = result[table]
+    for unit, stages in zip(units, result, strict=True):
+        if stages[0] > 0:
+            for read in unit.input_reads:
+                report.error(
+                    "E313",
+                    f"{read.what} reads input `{read.input}` on pipeline stage {stages[0]}; "
+                    "inputs arrive on stage 0",
+                    read.path,
+                    help="move the layer to stage 0, or into a repeat (which carries inputs along)",
+                )
+    # Every unit exactly once: a repeat with fewer stages would build fewer repetitions.
+    assert [len(stages) for stages in result] == counts, (result, counts)
+    return result
+
+
+def _balanced_stages(
+    units: Sequence[Unit], counts: list[int], heads: dict[int, int], pinned: int, pipeline: int
+) -> Stages:
+    weights = [
+        [unit.weight] * unit.repetitions if unit.repetitions else [unit.weight + unit.tied_weight]
+        for unit in units
+    ]
+    # A tied head joins its table's unit: it computes where the table lives.
+    for head, table in heads.items():
+        weights[table][0] += weights[head][0]
+    kept = [i for i in range(len(counts)) if i not in heads and i > pinned]
+    first = [sum(sum(weights[i]) for i in range(pinned + 1) if i not in heads)]
+    flat = balance(first * (pinned >= 0) + [w for i in kept for w in weights[i]], pipeline)
+    flat = flat[1:] if pinned >= 0 else flat
+    result, start = [(0,) * count for count in counts], 0
+    for index in kept:
+        result[index] = tuple(flat[start : start + counts[index]])
+        start += counts[index]
+    return result
+
+
+def _explicit_stages(
+    spec: Spec, report: Reporter, counts: list[int], heads: dict[int, int]
+) -> Stages:
+    pipeline = spec.parallel.pipeline
+    result: Stages = []
+    current = 0
+    for index, (layer, count) in enumerate(zip(spec.layers, counts, strict=True)):
+        path = ("layers", index)
+        if index in heads:
+            result.append((0,))  # set to its table's stage by the caller
+            continue
+        where: tuple[str | int, ...] = path
+        written = getattr(layer, "stages", None)
+        if written is not None:
+            where = (*path, "stages")
+            given = list(written)
+            if len(given) != count:
+                report.error(
+                    "E314",
+                    f"`stages` lists {len(given)} stages for {count} repetitions",
+                    where,
+                    help=f"give one stage per repetition ({count})",
+                )
+                given = (given + [given[-1]] * count)[:count]
+        elif layer.stage is not None:
+            where = (*path, "stage")
+            given = [layer.stage] * count
+        else:
+            given = [current] * count
+        for stage in given:
+            if stage >= pipeline:
+                report.error(
+                    "E314",
+                    f"stage {stage} is out of range for pipeline {pipeline}",
+                    where,
+                    help=f"stages are 0 to {pipeline - 1}",
+                )
+            elif stage < current:
+                report.error(
+                    "E314",
+                    f"stage {stage} comes after stage {current}; stages must not go backwards",
+                    where,
+                    help=f"use stage {current} or later here, or move the layer",
+                )
+            current = max(current, min(stage, pipeline - 1))
+        result.append(tuple(max(0, min(s, pipeline - 1)) for s in given))
+    used = {s for unit in result for s in unit}
+    for stage in range(pipeline):
+        if stage not in used:
+            report.error(
+                "E315",
+                f"pipeline stage {stage} has no layer",
+                ("parallel", "pipeline"),
+                help="give it layers with `stage`, or use fewer stages",
+            )
+    return result
+
+
+def balance(weights: Sequence[int], stages: int) -> list[int]:
+    """The stage of each unit: contiguous, non-empty stages, the heaviest as light as can be.
+
+    Among the cuts whose heaviest stage is lightest, the one with the smallest sum of
+    squared stage weights wins, so the other stages are balanced too (a heavy first
+    stage, say an embedding, does not leave the rest lopsided). Remaining ties give
+    the later stages the extra units, as LiBai does. Needs len(weights) >= stages.
+
+    >>> balance([10, 1, 1, 1, 1, 10], 2)
+    [0, 0, 0, 1, 1, 1]
+    >>> balance([40, 1, 7, 7, 7, 7, 7, 7], 3)
+    [0, 1, 1, 1, 1, 2, 2, 2]
+    """
+    count = len(weights)
+    if stages < 1 or count < stages:
+        raise ValueError(f"cannot cut {count} units into {stages} non-empty stages")
+    prefix = [0]
+    for weight in weights:
+        prefix.append(prefix[-1] + weight)
+    heaviest = _partition(prefix, stages, max)[0]
+    _, assignment = _partition(
+        prefix, stages, lambda previous, part: previous + part * part, limit=heaviest
+    )
+    return assignment
+
+
+def _partition(
+    prefix: list[int],
+    stages: int,
+    combine: Callable[[float, int], float],
+    limit: float | None = None,
+) -> tuple[float, list[int]]:
+    """Dynamic programme over cut points: best cost of units[:i] in k stages."""
+    count = len(prefix) - 1
+    infinity = float("inf")
+    best = [[infinity] * (count + 1) for _ in range(stages + 1)]
+    cut = [[0] * (count + 1) for _ in range(stages + 1)]
+    best[0][0] = 0
+    for k in range(1, stages + 1):
+        for i in range(k, count - (stages - k) + 1):
+            for j in range(k - 1, i):
+                part = prefix[i] - prefix[j]
+                if best[k - 1][j] == infinity or (limit is not None and part > limit):
+                    continue
+                cost = combine(best[k - 1][j], part)
+                if cost < best[k][i] or (cost == best[k][i] and j < cut[k][i]):
+                    best[k][i], cut[k][i] = cost, j
+    assignment = [0] * count
+    end = count
+    for k in range(stages, 0, -1):
+        start = cut[k][end]
+        assignment[start:end] = [k - 1] * (end - start)
+        end = start
+    return best[stages][count], assignment
