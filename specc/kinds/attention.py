@@ -204,7 +204,7 @@ class SelfAttention(nn.Module):
 KIND = Kind(
     Attention,
     lower,
-    order=60,
+    order=600,
     classes=(SELF_ATTENTION,),
     reference=reference,
     fuzz=Fuzz(

@@ -386,7 +386,9 @@ class Kind:
 
     model: type[LayerModel]
     lower: Rule
-    order: int  # where the kind is listed: help texts, the schema, the classes of layers.py
+    # Where the kind is listed: help texts, the schema, the classes of layers.py. Kinds are
+    # spaced by 10 within a family, 100 between families, so a new one fits between.
+    order: int
     classes: tuple[ClassTemplate, ...] = ()
     reference: Reference | None = None  # what it computes on one device
     fuzz: Fuzz | None = None

@@ -47,7 +47,7 @@ def draw(stream: FuzzStream) -> Drawn:
 KIND = Kind(
     Dropout,
     lower,
-    order=30,
+    order=300,
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),
 )

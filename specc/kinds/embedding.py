@@ -159,7 +159,7 @@ class VocabParallelEmbedding(nn.Module):
 KIND = Kind(
     Embedding,
     lower,
-    order=50,
+    order=500,
     classes=(VOCAB_PARALLEL_EMBEDDING,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"start"}), weight=2, mistakes=(vocabulary_not_divisible,)),

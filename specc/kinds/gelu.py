@@ -20,5 +20,5 @@ KIND = activation(
     Gelu,
     Call("nn.GELU"),
     lambda t: t.flow.nn.functional.gelu(t.x),
-    order=20,
+    order=200,
 )

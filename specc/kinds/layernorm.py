@@ -124,7 +124,7 @@ class LayerNorm(nn.Module):
 KIND = Kind(
     LayerNorm,
     lower,
-    order=40,
+    order=400,
     classes=(LAYER_NORM,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),

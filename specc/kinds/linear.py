@@ -239,7 +239,7 @@ class ReplicatedLinear(LinearBase):
 KIND = Kind(
     Linear,
     lower,
-    order=10,
+    order=100,
     classes=(LINEAR_BASE, COLUMN_PARALLEL_LINEAR, ROW_PARALLEL_LINEAR, REPLICATED_LINEAR),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"}), weight=2),

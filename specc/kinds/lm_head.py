@@ -130,7 +130,7 @@ class LMHead(nn.Module):
 KIND = Kind(
     LMHead,
     lower,
-    order=71,
+    order=710,
     classes=(LM_HEAD,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"end"}), weight=3, mistakes=(tied_to_unknown,)),

@@ -115,7 +115,7 @@ class MLP(nn.Module):
 KIND = Kind(
     MLP,
     lower,
-    order=61,
+    order=610,
     classes=(MLP_CLASS,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"}), mistakes=(ffn_not_divisible,)),

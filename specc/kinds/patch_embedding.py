@@ -173,7 +173,7 @@ class PatchEmbedding(nn.Module):
 KIND = Kind(
     PatchEmbedding,
     lower,
-    order=53,
+    order=530,
     classes=(PATCH_EMBEDDING,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"start"}), mistakes=(patches_do_not_fit,)),

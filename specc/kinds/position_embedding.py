@@ -96,7 +96,7 @@ class PositionEmbedding(nn.Module):
 KIND = Kind(
     PositionEmbedding,
     lower,
-    order=51,
+    order=510,
     classes=(POSITION_EMBEDDING,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"}), mistakes=(too_few_positions,)),

@@ -20,5 +20,5 @@ KIND = activation(
     Relu,
     Call("nn.ReLU"),
     lambda t: t.flow.nn.functional.relu(t.x),
-    order=21,
+    order=210,
 )

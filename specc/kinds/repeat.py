@@ -66,7 +66,7 @@ def draw(stream: FuzzStream) -> Drawn:
 KIND = Kind(
     Repeat,
     lower,
-    order=81,
+    order=810,
     fuzz=Fuzz(draw, roles=frozenset({"top"}), weight=2),
     synonyms=("stack", "sequential"),
 )

@@ -47,7 +47,7 @@ def draw(stream: FuzzStream) -> Drawn:
 KIND = Kind(
     Residual,
     lower,
-    order=80,
+    order=800,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"}), weight=2),
     synonyms=("skip", "add"),
 )

@@ -77,7 +77,7 @@ class RMSNorm(nn.Module):
 KIND = Kind(
     RMSNorm,
     lower,
-    order=41,
+    order=410,
     classes=(RMS_NORM,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),

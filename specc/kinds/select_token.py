@@ -92,7 +92,7 @@ class SelectToken(nn.Module):
 KIND = Kind(
     SelectToken,
     lower,
-    order=70,
+    order=700,
     classes=(SELECT_TOKEN,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"end"}), mistakes=(past_the_end,)),

@@ -20,5 +20,5 @@ KIND = activation(
     Sigmoid,
     Call("nn.Sigmoid"),
     lambda t: t.flow.sigmoid(t.x),
-    order=24,
+    order=240,
 )

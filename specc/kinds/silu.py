@@ -20,6 +20,6 @@ KIND = activation(
     Silu,
     Call("nn.SiLU"),
     lambda t: t.flow.nn.functional.silu(t.x),
-    order=22,
+    order=220,
     synonyms=("swish",),
 )

@@ -20,5 +20,5 @@ KIND = activation(
     Tanh,
     Call("nn.Tanh"),
     lambda t: t.flow.tanh(t.x),
-    order=23,
+    order=230,
 )

@@ -83,7 +83,7 @@ class TokenTypeEmbedding(nn.Module):
 KIND = Kind(
     TokenTypeEmbedding,
     lower,
-    order=52,
+    order=520,
     classes=(TOKEN_TYPE_EMBEDDING,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"})),
