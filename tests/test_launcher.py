@@ -20,7 +20,11 @@ pytest.importorskip("oneflow", reason="OneFlow is needed to run generated packag
 pytestmark = pytest.mark.launcher
 
 PARITY = REPO / "tests" / "launch" / "parity.py"
-WORLDS = {1: ["single"], 2: ["tp2_chain", "rms_decoder"], 4: ["mlp_2d_small", "dp4", "tp4"]}
+WORLDS = {
+    1: ["single"],
+    2: ["tp2_chain", "rms_decoder", "gelu_tanh"],
+    4: ["mlp_2d_small", "dp4", "tp4"],
+}
 
 
 @pytest.fixture(scope="module")
