@@ -15,6 +15,7 @@ import sys
 import unicodedata
 
 MAX_LENGTH = 32
+MAX_LABEL = 40  # a spec's file name, as generated headers and comments show it
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 # Public attributes of oneflow.nn.Module (0.9.0): a layer named like one would replace it.
@@ -162,7 +163,10 @@ def file_label(path: str) -> str:
     could end a comment or a string is replaced, since file names are user input too.
     """
     base = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", base) or "spec"
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", base) or "spec"
+    if len(label) > MAX_LABEL:  # keep the header line within the line length
+        label = label[: MAX_LABEL // 2 - 2] + "..." + label[-(MAX_LABEL - MAX_LABEL // 2 - 1) :]
+    return label
 
 
 def shown(name: str) -> str:

@@ -397,7 +397,8 @@ class ModuleClass:
     """A generated nn.Module: `Model`, or one repetition of a `repeat`."""
 
     name: str
-    doc: str
+    summary: str  # the docstring's first line
+    source: str | None  # where in the spec a repeat body comes from, e.g. "gpt2.yaml:35"
     is_model: bool  # the top-level Model (checks the world size) or a repeat body
     forward_parameters: tuple[str, ...]  # after self
     steps: tuple[Step, ...]

@@ -155,7 +155,7 @@ class LinearBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's default: uniform in +-1/sqrt(in_features), the same on every rank."""
+        """nn.Linear's init: uniform in +-1/sqrt(in_features), equal on every rank."""
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
@@ -163,7 +163,10 @@ class LinearBase(nn.Module):
 
     def extra_repr(self) -> str:
         bias = self.bias is not None
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={bias}"
+        )
 ''',
     uses_math=True,
 )

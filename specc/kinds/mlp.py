@@ -96,7 +96,7 @@ MLP_CLASS = ClassTemplate(
     "MLP",
     '''\
 class MLP(nn.Module):
-    """Column-parallel expansion, activation on the split features, row-parallel projection."""
+    """Column-parallel up, activation on the split features, row-parallel down."""
 
     def __init__(
         self, hidden: int, ffn: int, *, activation: nn.Module, placement: flow.placement

@@ -77,7 +77,7 @@ SELECT_TOKEN = ClassTemplate(
     "SelectToken",
     '''\
 class SelectToken(nn.Module):
-    """Keeps one position of [batch, seq, hidden]: the class token, or BERT's pooler input."""
+    """Keeps one position of [batch, seq, hidden]: a class token, a pooler's input."""
 
     def __init__(self, index: int) -> None:
         super().__init__()

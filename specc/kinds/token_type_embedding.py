@@ -66,7 +66,7 @@ TOKEN_TYPE_EMBEDDING = ClassTemplate(
     "TokenTypeEmbedding",
     '''\
 class TokenTypeEmbedding(nn.Module):
-    """Adds learned embeddings of token types (segment A/B in BERT), a replicated table."""
+    """Adds a replicated table's embeddings of token types (BERT's segments A and B)."""
 
     def __init__(self, types: int, hidden: int, *, placement: flow.placement) -> None:
         super().__init__()

@@ -41,7 +41,8 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
     model_steps = _place(walk, stages, grid)
     model = ModuleClass(
         name="Model",
-        doc=f"The layers of {report.spec_file}, in order.",
+        summary=f"The layers of {report.spec_file}, in order.",
+        source=None,
         is_model=True,
         forward_parameters=tuple(item.name for item in spec.inputs),
         steps=tuple(model_steps),

@@ -350,7 +350,8 @@ class Walk:
         self.body_classes.append(
             ModuleClass(
                 name=class_name,
-                doc=f"One repetition of `{name}` ({self.report.where(path)}).",
+                summary=f"One repetition of `{name}`.",
+                source=self.report.where(path),
                 is_model=False,
                 forward_parameters=parameters,
                 steps=tuple(body.steps),
