@@ -68,6 +68,15 @@ def test_plan_counts_the_published_parameters(name):
     assert json.loads(run.stdout)["parameter_count"] == COUNTS[name]
 
 
+@pytest.mark.parametrize("name", ZOO)
+def test_the_resize_hint_in_each_spec_works(name):
+    """The command a zoo spec's header suggests for resizing it validates as written."""
+    text = (SPECS / f"{name}.yaml").read_text(encoding="utf-8")
+    (hint,) = [line for line in text.splitlines() if line.startswith("#   specc build ")]
+    run = specc("validate", *hint.removeprefix("#   specc build ").split(), cwd=REPO)
+    assert run.code == 0, run.stderr
+
+
 def test_gpt2_with_padded_vocabulary_counts_the_padding():
     run = specc("plan", "--json", str(SPECS / "gpt2.yaml"), "--set", "vocab_multiple=128")
     plan = json.loads(run.stdout)
