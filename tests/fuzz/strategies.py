@@ -1062,7 +1062,10 @@ def _y_syntax(ch: Chooser, m: _Mutated) -> str:
 
         m.text_edit = tab
     else:
-        m.text_edit = lambda text: text + "name x: : y\n"
+        # On a line of its own: the text may end in a comment without a line break.
+        m.text_edit = lambda text: (
+            text + ("" if text.endswith(("\n", "\r")) else "\n") + ("name x: : y\n")
+        )
     m.expect = frozenset({"E100"})
     if choice == "quote":  # a later `"` (in a comment, say) may close it: then a bad name
         m.expect |= E2
