@@ -66,8 +66,25 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
         )
     if not ctx.top:
         ctx.error("E313", f"embedding `{ctx.name}` must be at the top level of `layers`")
-    vocab, tensor = layer.vocab_size, ctx.tensor
-    multiple = layer.pad_vocab_to_multiple_of or 1
+    vocab = layer.vocab_size
+    padded = padded_vocabulary(ctx, vocab, layer.pad_vocab_to_multiple_of)
+    if x.dtype == "int64":
+        ctx.sample_ids_below(vocab)
+    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden))
+    after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
+    return Lowered(
+        Call("VocabParallelEmbedding", (padded, layer.hidden)),
+        x,
+        after,
+        [ctx.param("weight", (padded, layer.hidden), split(0))],
+        "ids x table rows split over tensor ranks -> partial sums -> all-reduce",
+        attributes={"vocab_size": vocab, "padded_vocab_size": padded},
+    )
+
+
+def padded_vocabulary(ctx: Context, vocab: int, multiple: int | None) -> int:
+    """The rows of a vocabulary-parallel table; reports a vocabulary tensor does not divide."""
+    tensor, multiple = ctx.tensor, multiple or 1
     padded = -(-vocab // multiple) * multiple
     if padded % tensor and multiple > 1:
         ctx.check_divisible(
@@ -85,18 +102,7 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
             help=f"set `pad_vocab_to_multiple_of: {suggestion}` ({rows} rows; the padding "
             f"is masked), or use a tensor size that divides {vocab}: {listed(divisors(vocab))}",
         )
-    if x.dtype == "int64":
-        ctx.sample_ids_below(vocab)
-    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden))
-    after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
-    return Lowered(
-        Call("VocabParallelEmbedding", (padded, layer.hidden)),
-        x,
-        after,
-        [ctx.param("weight", (padded, layer.hidden), split(0))],
-        "ids x table rows split over tensor ranks -> partial sums -> all-reduce",
-        attributes={"vocab_size": vocab, "padded_vocab_size": padded},
-    )
+    return padded
 
 
 def reference(t: Twin) -> Any:

@@ -2,7 +2,10 @@
 
 The activation is any element-wise activation kind, computed on each rank's slice of
 the features, so the block communicates once forward (the row projection's
-all-reduce), as Megatron's and LiBai's MLPs do.
+all-reduce), as Megatron's and LiBai's MLPs do. A gated MLP (SwiGLU with silu, GeGLU
+with gelu: activation(gate) * up) keeps gate and up in one column-parallel projection
+whose rows alternate between them, so each rank holds both halves of its features
+whatever the tensor size, and the input's gradient is all-reduced once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from specc.kinds.base import (
     Twin,
     split,
 )
-from specc.plan import Call
+from specc.plan import Call, Expr
 
 if TYPE_CHECKING:
     # The registered activation kinds, a Literal bound by specc.spec.models once every
@@ -43,27 +46,38 @@ class MLP(LayerModel):
     activation: ActivationName = Field(
         "gelu", description="Activation between the two linears.", examples=["gelu"]
     )
+    gated: bool = Field(
+        False,
+        description="activation(gate) * up, gate and up both [hidden, ffn] (SwiGLU, GeGLU).",
+        examples=[True],
+    )
+    bias: bool = Field(True, description="Biases on both projections.", examples=[True])
 
 
 def lower(ctx: Context, layer: MLP, x: Running) -> Lowered:
     ctx.expect_features(x, f"mlp `{ctx.name}`")
     ctx.check_divisible(layer.ffn, "ffn")
     x = ctx.whole(x, "mlp")
-    hidden = x.shape[-1]
-    params = [
-        ctx.param("dense_h_to_4h.weight", (layer.ffn, hidden), split(0)),
-        ctx.param("dense_h_to_4h.bias", (layer.ffn,), split(0)),
-        ctx.param("dense_4h_to_h.weight", (hidden, layer.ffn), split(1)),
-        ctx.param("dense_4h_to_h.bias", (hidden,), B),
-    ]
-    activation = ctx.activation(layer.activation)
+    hidden, ffn = x.shape[-1], layer.ffn
+    width = 2 * ffn if layer.gated else ffn
+    params = [ctx.param("dense_h_to_4h.weight", (width, hidden), split(0))]
+    if layer.bias:
+        params.append(ctx.param("dense_h_to_4h.bias", (width,), split(0)))
+    params.append(ctx.param("dense_4h_to_h.weight", (hidden, ffn), split(1)))
+    if layer.bias:
+        params.append(ctx.param("dense_4h_to_h.bias", (hidden,), B))
+    kwargs: list[tuple[str, Expr]] = [("activation", ctx.activation(layer.activation))]
+    if layer.gated:
+        kwargs.append(("gated", True))
+    if not layer.bias:
+        kwargs.append(("bias", False))
     return Lowered(
-        Call("MLP", (hidden, layer.ffn), (("activation", activation),)),
+        Call("MLP", (hidden, ffn), tuple(kwargs)),
         x,
         x,
         params,
         "col linear, activation on split features, row linear (all-reduce)",
-        attributes={"activation": layer.activation},
+        attributes={"activation": layer.activation, "gated": layer.gated, "bias": layer.bias},
     )
 
 
@@ -71,9 +85,14 @@ def reference(t: Twin) -> Any:
     from specc.kinds import activation_reference
 
     linear, p = t.flow.nn.functional.linear, t.params
-    hidden = linear(t.x, p["dense_h_to_4h.weight"], p["dense_h_to_4h.bias"])
-    hidden = activation_reference(t.attributes["activation"])(t.flow, hidden)
-    return linear(hidden, p["dense_4h_to_h.weight"], p["dense_4h_to_h.bias"])
+    activation = activation_reference(t.attributes["activation"])
+    hidden = linear(t.x, p["dense_h_to_4h.weight"], p.get("dense_h_to_4h.bias"))
+    if t.attributes["gated"]:
+        gate, up = hidden[..., 0::2], hidden[..., 1::2]  # the rows alternate
+        hidden = activation(t.flow, gate) * up
+    else:
+        hidden = activation(t.flow, hidden)
+    return linear(hidden, p["dense_4h_to_h.weight"], p.get("dense_4h_to_h.bias"))
 
 
 def draw(stream: FuzzStream) -> Drawn:
@@ -82,6 +101,10 @@ def draw(stream: FuzzStream) -> Drawn:
     fields: dict[str, Any] = {"ffn": stream.feature_size(stream.tensor)}
     if stream.chance(50):
         fields["activation"] = stream.pick(tuple(ACTIVATIONS))
+    if stream.chance(25):
+        fields["gated"] = stream.pick((True, False))
+    if stream.chance(20):
+        fields["bias"] = stream.pick((True, False))
     return Drawn(fields, stream.shape, parameters=True)
 
 
@@ -96,18 +119,42 @@ MLP_CLASS = ClassTemplate(
     "MLP",
     '''\
 class MLP(nn.Module):
-    """Column-parallel up, activation on the split features, row-parallel down."""
+    """Column-parallel up, activation on the split features, row-parallel down.
+
+    Gated (SwiGLU, GeGLU): activation(gate) * up, gate and up in one column-parallel
+    projection whose rows alternate between them, so every rank holds both halves of
+    its features whatever the tensor size.
+    """
 
     def __init__(
-        self, hidden: int, ffn: int, *, activation: nn.Module, placement: flow.placement
+        self,
+        hidden: int,
+        ffn: int,
+        *,
+        activation: nn.Module,
+        gated: bool = False,
+        bias: bool = True,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
-        self.dense_h_to_4h = ColumnParallelLinear(hidden, ffn, placement=placement)
+        self.gated = gated
+        width = 2 * ffn if gated else ffn
+        self.dense_h_to_4h = ColumnParallelLinear(
+            hidden, width, bias=bias, placement=placement
+        )
         self.activation = activation
-        self.dense_4h_to_h = RowParallelLinear(ffn, hidden, placement=placement)
+        self.dense_4h_to_h = RowParallelLinear(
+            ffn, hidden, bias=bias, placement=placement
+        )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
-        return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))
+        y = self.dense_h_to_4h(x)
+        if self.gated:
+            y = y.view(*y.shape[:-1], -1, 2)
+            y = self.activation(y[..., 0]) * y[..., 1]
+        else:
+            y = self.activation(y)
+        return self.dense_4h_to_h(y)
 ''',
     needs=("ColumnParallelLinear", "RowParallelLinear"),
 )

@@ -16,7 +16,7 @@ from specc.kinds.base import Running
 from specc.lower.mesh import STAGES, build_mesh, launch, stage_placement
 from specc.lower.sbp import Constants, Grid
 from specc.lower.staging import Stages
-from specc.lower.walk import HIDDEN, Unit, Walk
+from specc.lower.walk import HIDDEN, Unit, Walk, placed
 from specc.plan import (
     LayerClass,
     LayerStep,
@@ -115,11 +115,7 @@ def _place(walk: Walk, stages: Stages, grid: Grid) -> list[Step]:
 
 
 def _place_layer(step: LayerStep, stage: int, grid: Grid) -> LayerStep:
-    template = kinds.CLASSES.get(step.class_name)
-    module = step.module
-    if template is not None and template.placement:
-        module = module.with_kwarg("placement", stage_placement(grid, stage))
-    return replace(step, module=module, stage=stage)
+    return replace(step, module=placed(step.module, stage_placement(grid, stage)), stage=stage)
 
 
 def _place_repeat(step: RepeatStep, stages: tuple[int, ...], grid: Grid) -> RepeatStep:

@@ -41,6 +41,33 @@ from specc.spec import Spec, walk_layers
 HIDDEN = names.HIDDEN
 
 
+def called(call: Call) -> list[str]:
+    """The functions `call` calls: itself, and the calls among its arguments."""
+    nested = [*call.args, *(value for _, value in call.kwargs)]
+    return [
+        call.function,
+        *(name for arg in nested if isinstance(arg, Call) for name in called(arg)),
+    ]
+
+
+def placed(call: Call, placement: Expr) -> Call:
+    """`call` with `placement=` for itself and each call among its arguments that takes one
+    (a layer's rotary embedding lives where the layer does)."""
+
+    def place(value: Expr) -> Expr:
+        return placed(value, placement) if isinstance(value, Call) else value
+
+    call = Call(
+        call.function,
+        tuple(place(a) for a in call.args),
+        tuple((key, place(value)) for key, value in call.kwargs),
+    )
+    template = kinds.CLASSES.get(call.function)
+    if template is not None and template.placement:
+        call = call.with_kwarg("placement", placement)
+    return call
+
+
 @dataclass
 class Scope:
     """A module class being filled: the top-level Model or one repeat body."""
@@ -137,13 +164,11 @@ class Walk:
 
     def _add_layer(self, path: YamlPath, kind: str, lowered: Lowered) -> Running:
         module = lowered.module
-        template = kinds.CLASSES.get(module.function)
-        if template is not None:
-            self.used_classes.add(template.name)
-            if template.placement and not self.scope.top:
-                # A body's layers live where its instance is; the Model's layers get
-                # their stage's placement once stages are known (assemble.py).
-                module = module.with_kwarg("placement", Ref(names.PLACEMENT))
+        self.used_classes |= {name for name in called(module) if name in kinds.CLASSES}
+        if not self.scope.top:
+            # A body's layers live where its instance is; the Model's layers get
+            # their stage's placement once stages are known (assemble.py).
+            module = placed(module, Ref(names.PLACEMENT))
         params = tuple(lowered.params)
         self.parameters += sum(math.prod(p.layout.shape) for p in params)
         step = LayerStep(

@@ -113,6 +113,27 @@ class ReplicatedLinear(LinearBase):
         return y if self.bias is None else y + self.bias
 
 
+class Dropout(nn.Module):
+    """Zeroes elements with probability p in training; scales the rest by 1/(1 - p).
+
+    The mask is a global random tensor with the input's placement and SBP, so every
+    shard of a split input draws its own, and replicas draw the same.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: flow.Tensor) -> flow.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = flow.rand(*x.shape, placement=x.placement, sbp=x.sbp) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LayerNorm(nn.Module):
     """Layer normalisation of the last dimension, with a replicated scale and shift.
 
@@ -196,13 +217,22 @@ class TokenTypeEmbedding(nn.Module):
         return hidden + flow._C.gather(self.weight, types, axis=0)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with whole heads on each tensor-parallel rank.
+def lowest(dtype: flow.dtype) -> float:
+    """The dtype's most negative number: what a masked score gets."""
+    if dtype == flow.bfloat16:  # flow.finfo does not know bfloat16
+        return -3.3895313892515355e38
+    return float(flow.finfo(dtype).min)
 
-    query, key and value are column-parallel [hidden, hidden] projections whose rows
-    are grouped by head (rows h*d..(h+1)*d belong to head h), so splitting them over
-    tensor ranks hands each rank whole heads; the output projection `dense` is
-    row-parallel and all-reduces. Shapes come from the input, never a fixed batch.
+
+class SelfAttention(nn.Module):
+    """Self-attention, grouped-query when kv_heads < heads, whole KV groups per rank.
+
+    One column-parallel projection computes q, k and v; its rows are grouped by KV head
+    (each group: its query heads, its key head, its value head), so splitting them over
+    tensor ranks hands each rank whole groups, and backward all-reduces the input's
+    gradient once. The output projection `dense` is row-parallel and all-reduces.
+    Masked scores get the dtype's minimum. Shapes come from the input, never a fixed
+    batch.
     """
 
     def __init__(
@@ -210,52 +240,106 @@ class SelfAttention(nn.Module):
         hidden: int,
         heads: int,
         *,
+        kv_heads: int | None = None,
         causal: bool = False,
+        seq: int = 0,
+        qkv_bias: bool = True,
+        output_bias: bool = True,
+        dropout: nn.Module | None = None,
+        rotary: nn.Module | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.heads = heads
+        self.kv_heads = kv_heads or heads
+        self.group = heads // self.kv_heads  # query heads per key/value head
         self.head_size = hidden // heads
-        self.causal = causal
-        self.query = ColumnParallelLinear(hidden, hidden, placement=placement)
-        self.key = ColumnParallelLinear(hidden, hidden, placement=placement)
-        self.value = ColumnParallelLinear(hidden, hidden, placement=placement)
-        self.dense = RowParallelLinear(hidden, hidden, placement=placement)
-
-    def split_heads(self, x: flow.Tensor) -> flow.Tensor:
-        batch, seq = x.shape[0], x.shape[1]
-        return x.view(batch, seq, self.heads, self.head_size).permute(0, 2, 1, 3)
+        width = (heads + 2 * self.kv_heads) * self.head_size
+        self.query_key_value = ColumnParallelLinear(
+            hidden, width, bias=qkv_bias, placement=placement
+        )
+        self.dense = RowParallelLinear(
+            heads * self.head_size, hidden, bias=output_bias, placement=placement
+        )
+        self.rotary = rotary
+        self.dropout = dropout  # of the attention probabilities
+        if causal:
+            # 1 where a query may see a key: made once, never in a forward pass.
+            rows = flow.arange(seq, placement=placement, sbp=REPLICATED)
+            keep = (rows.view(seq, 1) >= rows.view(1, seq)).to(flow.float32)
+            self.register_buffer("causal", keep)
+        else:
+            self.causal = None
 
     def forward(self, x: flow.Tensor, mask: flow.Tensor | None = None) -> flow.Tensor:
-        query = self.split_heads(self.query(x))
-        key = self.split_heads(self.key(x))
-        value = self.split_heads(self.value(x))
+        batch, seq = x.shape[0], x.shape[1]
+        groups = self.query_key_value(x)
+        groups = groups.view(batch, seq, self.kv_heads, self.group + 2, self.head_size)
+        query = groups[:, :, :, : self.group].flatten(2, 3).permute(0, 2, 1, 3)
+        key = groups[:, :, :, self.group].permute(0, 2, 1, 3)
+        value = groups[:, :, :, self.group + 1].permute(0, 2, 1, 3)
+        if self.rotary is not None:
+            query, key = self.rotary(query), self.rotary(key)
+        if self.group > 1:
+            key = self.repeat_groups(key)
+            value = self.repeat_groups(value)
         scores = flow.matmul(query, key, transpose_b=True) / math.sqrt(self.head_size)
-        seq = x.shape[1]
-        if self.causal:
-            ones = flow.ones(seq, seq, placement=x.placement, sbp=REPLICATED)
-            keep = flow.tril(ones).view(1, 1, seq, seq)
-            scores = scores - 10000.0 * (1.0 - keep)
+        keep = None if self.causal is None else self.causal[:seq, :seq]
         if mask is not None:
-            keep = mask.view(mask.shape[0], 1, 1, seq).to(flow.float32)
-            scores = scores - 10000.0 * (1.0 - keep)
-        context = flow.matmul(flow.softmax(scores, dim=-1), value)
+            padding = mask.view(batch, 1, 1, seq).to(scores.dtype)
+            keep = padding if keep is None else keep * padding
+        if keep is not None:
+            scores = scores + (1.0 - keep) * lowest(scores.dtype)
+        probabilities = flow.softmax(scores, dim=-1)
+        if self.dropout is not None:
+            probabilities = self.dropout(probabilities)
+        context = flow.matmul(probabilities, value)
         return self.dense(context.permute(0, 2, 1, 3).flatten(2))
+
+    def repeat_groups(self, x: flow.Tensor) -> flow.Tensor:
+        """Each key/value head repeated for the query heads it serves."""
+        batch, seq = x.shape[0], x.shape[2]
+        x = x.unsqueeze(2).expand(batch, self.kv_heads, self.group, seq, self.head_size)
+        return x.flatten(1, 2)
 
 
 class MLP(nn.Module):
-    """Column-parallel up, activation on the split features, row-parallel down."""
+    """Column-parallel up, activation on the split features, row-parallel down.
+
+    Gated (SwiGLU, GeGLU): activation(gate) * up, gate and up in one column-parallel
+    projection whose rows alternate between them, so every rank holds both halves of
+    its features whatever the tensor size.
+    """
 
     def __init__(
-        self, hidden: int, ffn: int, *, activation: nn.Module, placement: flow.placement
+        self,
+        hidden: int,
+        ffn: int,
+        *,
+        activation: nn.Module,
+        gated: bool = False,
+        bias: bool = True,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
-        self.dense_h_to_4h = ColumnParallelLinear(hidden, ffn, placement=placement)
+        self.gated = gated
+        width = 2 * ffn if gated else ffn
+        self.dense_h_to_4h = ColumnParallelLinear(
+            hidden, width, bias=bias, placement=placement
+        )
         self.activation = activation
-        self.dense_4h_to_h = RowParallelLinear(ffn, hidden, placement=placement)
+        self.dense_4h_to_h = RowParallelLinear(
+            ffn, hidden, bias=bias, placement=placement
+        )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
-        return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))
+        y = self.dense_h_to_4h(x)
+        if self.gated:
+            y = y.view(*y.shape[:-1], -1, 2)
+            y = self.activation(y[..., 0]) * y[..., 1]
+        else:
+            y = self.activation(y)
+        return self.dense_4h_to_h(y)
 
 
 class SelectToken(nn.Module):

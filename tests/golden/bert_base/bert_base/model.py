@@ -12,6 +12,7 @@ from oneflow import nn
 
 from .layers import (
     MLP,
+    Dropout,
     LayerNorm,
     PositionEmbedding,
     ReplicatedLinear,
@@ -34,19 +35,19 @@ class EncoderLayer(nn.Module):
         # bert_base.yaml:49: attention
         self.attention = SelfAttention(768, 12, placement=placement)
         # bert_base.yaml:50: dropout
-        self.attention_dropout = nn.Dropout(p=0.1)
+        self.attention_dropout = Dropout(0.1)
         # bert_base.yaml:51: layernorm
         self.attention_norm = LayerNorm(768, eps=1e-12, placement=placement)
         # bert_base.yaml:55: mlp
         self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
         # bert_base.yaml:56: dropout
-        self.mlp_dropout = nn.Dropout(p=0.1)
+        self.mlp_dropout = Dropout(0.1)
         # bert_base.yaml:57: layernorm
         self.output_norm = LayerNorm(768, eps=1e-12, placement=placement)
 
     def forward(self, hidden: flow.Tensor, attention_mask: flow.Tensor) -> flow.Tensor:
         residual = hidden
-        # attention: q, k, v split by heads over tensor ranks; output all-reduced
+        # attention: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [8, 512, 768], sbp (B), local [8, 512, 768]
         hidden = self.attention(hidden, attention_mask)
         # attention_dropout: (B), element-wise
@@ -85,7 +86,7 @@ class Model(nn.Module):
         # bert_base.yaml:40: layernorm
         self.embeddings_norm = LayerNorm(768, eps=1e-12, placement=PLACEMENT)
         # bert_base.yaml:41: dropout
-        self.embeddings_dropout = nn.Dropout(p=0.1)
+        self.embeddings_dropout = Dropout(0.1)
         # bert_base.yaml:42: repeat
         self.encoder = nn.ModuleList(
             [EncoderLayer(placement=PLACEMENT) for _ in range(12)]

@@ -98,15 +98,39 @@ class RowParallelLinear(LinearBase):
 
 
 class MLP(nn.Module):
-    """Column-parallel up, activation on the split features, row-parallel down."""
+    """Column-parallel up, activation on the split features, row-parallel down.
+
+    Gated (SwiGLU, GeGLU): activation(gate) * up, gate and up in one column-parallel
+    projection whose rows alternate between them, so every rank holds both halves of
+    its features whatever the tensor size.
+    """
 
     def __init__(
-        self, hidden: int, ffn: int, *, activation: nn.Module, placement: flow.placement
+        self,
+        hidden: int,
+        ffn: int,
+        *,
+        activation: nn.Module,
+        gated: bool = False,
+        bias: bool = True,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
-        self.dense_h_to_4h = ColumnParallelLinear(hidden, ffn, placement=placement)
+        self.gated = gated
+        width = 2 * ffn if gated else ffn
+        self.dense_h_to_4h = ColumnParallelLinear(
+            hidden, width, bias=bias, placement=placement
+        )
         self.activation = activation
-        self.dense_4h_to_h = RowParallelLinear(ffn, hidden, placement=placement)
+        self.dense_4h_to_h = RowParallelLinear(
+            ffn, hidden, bias=bias, placement=placement
+        )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
-        return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))
+        y = self.dense_h_to_4h(x)
+        if self.gated:
+            y = y.view(*y.shape[:-1], -1, 2)
+            y = self.activation(y[..., 0]) * y[..., 1]
+        else:
+            y = self.activation(y)
+        return self.dense_4h_to_h(y)

@@ -33,7 +33,7 @@ class HLayer(nn.Module):
         # gpt2.yaml:42: layernorm
         self.ln_1 = LayerNorm(768, eps=1e-05, placement=placement)
         # gpt2.yaml:43: attention
-        self.attn = SelfAttention(768, 12, causal=True, placement=placement)
+        self.attn = SelfAttention(768, 12, causal=True, seq=1024, placement=placement)
         # gpt2.yaml:47: layernorm
         self.ln_2 = LayerNorm(768, eps=1e-05, placement=placement)
         # gpt2.yaml:48: mlp
@@ -44,7 +44,7 @@ class HLayer(nn.Module):
         # ln_1: (B), needs whole features
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.ln_1(hidden)
-        # attn: q, k, v split by heads over tensor ranks; output all-reduced
+        # attn: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.attn(hidden)
         hidden = residual + hidden

@@ -62,8 +62,8 @@ class EeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeLayer(nn.Module):
         # gggggggggggggggggggggggggggggggg: (S(0), B), needs whole features
         # -> [8, 16, 1099511627776], sbp (S(0), B), local [4, 16, 1099511627776]
         hidden = self.gggggggggggggggggggggggggggggggg(hidden)
-        # hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh: q, k, v split by heads over tensor ranks;
-        #   output all-reduced
+        # hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh: q, k, v split by KV groups over tensor
+        #   ranks; output all-reduced
         # -> [8, 16, 1099511627776], sbp (S(0), B), local [4, 16, 1099511627776]
         hidden = self.hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh(
             hidden, cccccccccccccccccccccccccccccccc

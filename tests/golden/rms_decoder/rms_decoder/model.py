@@ -32,7 +32,7 @@ class BlocksLayer(nn.Module):
         # rms_decoder.yaml:19: rmsnorm
         self.attention_norm = RMSNorm(16, eps=1e-06, placement=placement)
         # rms_decoder.yaml:20: attention
-        self.attention = SelfAttention(16, 4, causal=True, placement=placement)
+        self.attention = SelfAttention(16, 4, causal=True, seq=6, placement=placement)
         # rms_decoder.yaml:24: rmsnorm
         self.ffn_norm = RMSNorm(16, eps=1e-05, placement=placement)
         # rms_decoder.yaml:28: mlp
@@ -43,7 +43,7 @@ class BlocksLayer(nn.Module):
         # attention_norm: (B), needs whole features
         # -> [2, 6, 16], sbp (B), local [2, 6, 16]
         hidden = self.attention_norm(hidden)
-        # attention: q, k, v split by heads over tensor ranks; output all-reduced
+        # attention: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [2, 6, 16], sbp (B), local [2, 6, 16]
         hidden = self.attention(hidden)
         hidden = residual + hidden

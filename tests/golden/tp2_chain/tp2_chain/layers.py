@@ -113,6 +113,27 @@ class ReplicatedLinear(LinearBase):
         return y if self.bias is None else y + self.bias
 
 
+class Dropout(nn.Module):
+    """Zeroes elements with probability p in training; scales the rest by 1/(1 - p).
+
+    The mask is a global random tensor with the input's placement and SBP, so every
+    shard of a split input draws its own, and replicas draw the same.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: flow.Tensor) -> flow.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = flow.rand(*x.shape, placement=x.placement, sbp=x.sbp) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LayerNorm(nn.Module):
     """Layer normalisation of the last dimension, with a replicated scale and shift.
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 import oneflow as flow
 from oneflow import nn
 
-from .layers import ColumnParallelLinear, LayerNorm, ReplicatedLinear, RowParallelLinear
+from .layers import (
+    ColumnParallelLinear,
+    Dropout,
+    LayerNorm,
+    ReplicatedLinear,
+    RowParallelLinear,
+)
 from .parallel import ACTIVATION, FEATURE_SPLIT_2D, PLACEMENT, check_world_size
 
 
@@ -37,7 +43,7 @@ class Model(nn.Module):
         # tp2_chain.yaml:21: sigmoid
         self.sigmoid_7 = nn.Sigmoid()
         # tp2_chain.yaml:22: dropout
-        self.dropout_8 = nn.Dropout(p=0.1)
+        self.dropout_8 = Dropout(0.1)
         # tp2_chain.yaml:23: linear
         self.linear_9 = ColumnParallelLinear(8, 4, placement=PLACEMENT)
         # tp2_chain.yaml:24: relu

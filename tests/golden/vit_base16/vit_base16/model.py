@@ -45,7 +45,7 @@ class BlocksLayer(nn.Module):
         # norm1: (B), needs whole features
         # -> [8, 197, 768], sbp (B), local [8, 197, 768]
         hidden = self.norm1(hidden)
-        # attn: q, k, v split by heads over tensor ranks; output all-reduced
+        # attn: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [8, 197, 768], sbp (B), local [8, 197, 768]
         hidden = self.attn(hidden)
         hidden = residual + hidden
