@@ -5,7 +5,16 @@ xfail(strict=True), and add a predicate here that recognises such cases, so the 
 tests skip them (and stay able to find other bugs) until the fix lands: then the
 regression test XPASSes, fails the run, and the marker and the predicate go.
 
-Open: none.
+Open:
+  tagged_scalar_not_a_number
+                           `!!float 16|1-`, `!!int x`, `!!bool maybe`: PyYAML's constructor
+                           raises inside the walker (exit 3). Found by differential
+                           fuzzing of the YAML loaders; the random specs never write a
+                           tag on such text (only `!!float 16`), so the predicate is
+                           there for a generator that one day does.
+  select_token_only        layers.py of a model whose only layer class is SelectToken
+                           has three blank lines after its imports (ruff check I001).
+                           Found by test_accepted_specs_build's ruff sample.
 
 Fixed (tests/regressions/ keeps them):
   rmsnorm_long_signature   RMSNorm's __init__ line was longer than ruff format's 88
@@ -56,14 +65,45 @@ Fixed (tests/regressions/ keeps them):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
+
+import yaml
+
+from tests.fuzz.choices import ACTIVATIONS
 
 # SPECC_FUZZ_KNOWN=1: do not skip anything, to see whether the open bugs are still there.
 AVOID = os.environ.get("SPECC_FUZZ_KNOWN") != "1"
 
 # (regression file, predicate on a tests.fuzz.strategies.Case), one per open bug.
-OPEN: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+_NUMBER_TAG = re.compile(r"!!(int|float|bool)[ \t]+([^\s,\]}#]*)")
+
+
+def _tagged_scalar_not_a_number(case: Any) -> bool:
+    constructor = yaml.constructor.SafeConstructor()
+    for tag, text in _NUMBER_TAG.findall(case.text):
+        node = yaml.ScalarNode(f"tag:yaml.org,2002:{tag}", text.strip("'\""))
+        try:
+            constructor.construct_object(node)
+        except (ValueError, IndexError, KeyError):
+            return True
+    return False
+
+
+# Layers that add no class with SBP constants to layers.py.
+_STATELESS = {"dropout", "residual", "repeat", *ACTIVATIONS}
+
+
+def _select_token_only(case: Any) -> bool:
+    kinds = case.draft.kinds()
+    return "select_token" in kinds and kinds <= {"select_token", *_STATELESS}
+
+
+OPEN: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("tagged_scalar_not_a_number.yaml", _tagged_scalar_not_a_number),
+    ("select_token_only.yaml", _select_token_only),
+)
 
 
 def open_bugs(case: Any) -> list[str]:
