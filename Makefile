@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test quick lint format schema regen check clean
+.PHONY: setup demo test quick lint format schema regen bench check clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ schema: setup
 # review the diff before committing it.
 regen: setup
 	$(PY) -m tests.regen
+
+# Time specc against libyaml on generated specs of 10 to 10,000 layers (issue 17);
+# benchmarks/RESULTS.md keeps a run.
+bench: setup
+	$(PY) benchmarks/compile_speed.py
 
 check: lint test
 

@@ -50,6 +50,13 @@ def test_deep_nesting_is_bounded(tmp_path, opener):
     assert "error[E104]" in result.stderr
 
 
+def test_nesting_that_would_overflow_libyaml_is_bounded(tmp_path):
+    """libyaml's composer recurses in C: 100,000 brackets were a segfault (exit -11)."""
+    result, _ = run_bounded(tmp_path, "[" * 100_000 + "]" * 100_000 + "\n")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error[E104]: document nests deeper than 64 levels" in result.stderr
+
+
 def test_moderately_deep_document_names_the_limit(tmp_path):
     result, _ = run_bounded(tmp_path, "a: " + "[" * 100 + "]" * 100 + "\n")
     assert result.returncode == 2

@@ -8,6 +8,17 @@ regression test XPASSes, fails the run, and the marker and the predicate go.
 Open: none.
 
 Fixed (tests/regressions/ keeps them):
+  tagged_scalar_not_a_number
+                           `!!float 16|1-`, `!!int x`, `!!bool maybe`: PyYAML's constructor
+                           raised inside the walker (exit 3); the text is now kept and the
+                           schema says what the key needs (E202)
+  select_token_only        layers.py of a model whose only layer class is SelectToken
+                           had three blank lines after its imports (ruff check I001)
+  repeats_one_class        repeats named `a_b` and `a__b` both became `class ABLayer`
+                           (exit 0, the first without parameters); now E208
+  placement_in_pipelined_repeat
+                           a layer named `placement` replaced a repeat body's placement:
+                           a TypeError at run time; now E207
   rmsnorm_long_signature   RMSNorm's __init__ line was longer than ruff format's 88
   tied_head_fills_no_stage a tied lm_head counted as a unit that can fill a stage, so
                            balancing cut 1 unit into 2 stages: ValueError, exit 3

@@ -117,6 +117,13 @@ def test_source_line_is_shown_for_cr_line_ends():
     assert "\n8 |   - {kind: relu, bad: 1}\n" in run.stderr, run.stderr
 
 
+def test_a_tagged_scalar_that_is_no_number_is_a_located_error():
+    """Was: `!!float 16|1-` raised in PyYAML's constructor, exit 3 with a traceback."""
+    run = validate("tagged_scalar_not_a_number.yaml")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("tagged_scalar_not_a_number.yaml:7:26: error[E"), run.stderr
+
+
 def test_empty_layer_name_is_refused():
     run = validate("empty_layer_name.yaml")
     assert run.stderr.startswith("empty_layer_name.yaml:8:59: error[E207]: "), run.stderr
@@ -132,6 +139,7 @@ def test_messages_quoting_refused_names_stay_on_one_line():
 @pytest.mark.parametrize(
     ("name", "command"),
     [
+        ("select_token_only.yaml", ["check"]),
         ("node_counts_long_line.yaml", ["format", "--check"]),
         ("layernorm_without_linear.yaml", ["check"]),
         ("long_package_name.yaml", ["format", "--check"]),

@@ -1,18 +1,19 @@
 """Stage 1: read a YAML spec into plain data, remembering where every node came from.
 
-PyYAML's constructors throw positions away and happily build arbitrary objects, so
-specc composes the node graph itself and converts it with a small walker that
-  * keeps the span of every key and value, keyed by its path (`("layers", 2, "split")`),
-  * rejects duplicate keys, non-string keys and tags that would construct objects,
-  * bounds size, nesting depth and alias expansion, so a hostile file cannot exhaust
-    time or memory.
+`compose` turns the text into PyYAML nodes with marks (libyaml where it reads the text
+exactly as the pure-Python loader does, the pure loader elsewhere); `walk` converts the
+nodes into data plus the span of every key and value, and refuses what a spec must not
+hold (duplicate and non-string keys, object-constructing tags, hostile sizes). This
+module reads the file and reports what the YAML loader refuses, where it is.
 Nothing here knows what a valid spec looks like; that is `specc.spec`.
 """
 
 from __future__ import annotations
 
-import math
+import gc
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -20,21 +21,23 @@ from typing import Any
 import yaml
 
 from specc.diagnostics import Diagnostics, Span
+from specc.source.loaders import compose
+from specc.source.walk import MAX_DEPTH, MAX_NODES, Spans, TooBig, Walker, YamlPath
+
+__all__ = [
+    "LINE_BREAKS",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "Document",
+    "YamlPath",
+    "parse_spec_text",
+    "read_text",
+]
 
 MAX_BYTES = 8 * 1024 * 1024
 # The line breaks YAML counts, and so every position it reports.
 LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-MAX_DEPTH = 64
-MAX_NODES = 200_000
-
-YamlPath = tuple[str | int, ...]
-
-_TAG = "tag:yaml.org,2002:"
-# Scalars are built by PyYAML's safe constructor; anything else is refused.
-_SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
-# Dates and binary blobs are kept as the text the user wrote; the schema then rejects
-# or accepts them as strings, which gives a clearer message than "datetime".
-_TEXT_TAGS = {_TAG + t for t in ("timestamp", "binary")}
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class Document:
     file: str
     text: str
     data: Any
-    value_spans: dict[YamlPath, Span] = field(repr=False)
-    key_spans: dict[YamlPath, Span] = field(repr=False)
+    value_spans: Mapping[YamlPath, Span] = field(repr=False)
+    key_spans: Mapping[YamlPath, Span] = field(repr=False)
     # Paths whose value was refused (a forbidden tag): already reported, so later
     # stages stay quiet about them instead of adding "found null".
     refused: frozenset[YamlPath] = frozenset()
@@ -91,13 +94,32 @@ def read_text(path: str, diagnostics: Diagnostics) -> str | None:
 
 def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
     """Parse YAML `text` (shown to users as `file`) into a `Document`."""
+    with _collector_paused():
+        return _parse(text, file, diagnostics)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Compose and walk without Python's cyclic garbage collector.
+
+    They allocate a node graph of hundreds of thousands of objects and no garbage
+    cycles (a recursive alias is collected afterwards), so the collector's passes over
+    the growing graph find nothing; on issue 17's spec they took two thirds of the time
+    libyaml needs. Threads running meanwhile merely collect later.
+    """
+    if not gc.isenabled():  # the caller has turned it off: leave it so
+        yield
+        return
+    gc.disable()
     try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        _report_forbidden_character(exc, text, file, diagnostics)
-        return None
+        yield
+    finally:
+        gc.enable()
+
+
+def _parse(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
     try:
-        node = loader.get_single_node()
+        node = compose(text, MAX_DEPTH)
     except yaml.reader.ReaderError as exc:
         _report_forbidden_character(exc, text, file, diagnostics)
         return None
@@ -112,18 +134,21 @@ def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document 
             "E104", f"document nests deeper than {MAX_DEPTH} levels", Span.whole_file(file)
         )
         return None
-    finally:
-        loader.dispose()
     if node is None:
         diagnostics.error("E106", "the file holds no YAML document", Span.whole_file(file))
         return None
-    walker = _Walker(file, diagnostics)
+    walker = Walker(file, diagnostics)
     try:
         data = walker.convert(node, (), 0)
-    except _TooBig:
+    except TooBig:
         return None
     return Document(
-        file, text, data, walker.value_spans, walker.key_spans, frozenset(walker.refused)
+        file,
+        text,
+        data,
+        Spans(file, walker.values),
+        Spans(file, walker.keys),
+        frozenset(walker.refused),
     )
 
 
@@ -188,113 +213,3 @@ def _report_syntax_error(exc: yaml.MarkedYAMLError, file: str, diagnostics: Diag
 
 
 _FLOW = {"while parsing a flow mapping": "{}", "while parsing a flow sequence": "[]"}
-
-
-class _TooBig(Exception):
-    """Stops the walk once a size bound has been reported."""
-
-
-class _Walker:
-    def __init__(self, file: str, diagnostics: Diagnostics) -> None:
-        self.file = file
-        self.diagnostics = diagnostics
-        self.value_spans: dict[YamlPath, Span] = {}
-        self.key_spans: dict[YamlPath, Span] = {}
-        self.nodes = 0
-        self.refused: set[YamlPath] = set()
-        self.path: YamlPath = ()
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def span(self, node: yaml.Node) -> Span:
-        start, end = node.start_mark, node.end_mark
-        return Span(self.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
-
-    def convert(self, node: yaml.Node, path: YamlPath, depth: int) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            self.diagnostics.error(
-                "E104",
-                f"document expands to more than {MAX_NODES:,} nodes (aliases included)",
-                self.span(node),
-                help="anchors and aliases that refer to each other multiply; write keys out",
-            )
-            raise _TooBig
-        if depth > MAX_DEPTH:
-            self.diagnostics.error(
-                "E104", f"document nests deeper than {MAX_DEPTH} levels", self.span(node)
-            )
-            raise _TooBig
-        self.value_spans.setdefault(path, self.span(node))
-        self.path = path
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _TAG + "seq":
-                return self._bad_tag(node)
-            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar(node)
-
-    def _mapping(self, node: yaml.MappingNode, path: YamlPath, depth: int) -> Any:
-        if node.tag != _TAG + "map":
-            return self._bad_tag(node)
-        result: dict[str, Any] = {}
-        first_seen: dict[str, Span] = {}
-        for key_node, value_node in node.value:
-            key_span = self.span(key_node)
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.diagnostics.error("E108", "a mapping key must be a plain string", key_span)
-                continue
-            if key_node.tag == _TAG + "merge":
-                self.diagnostics.error(
-                    "E102",
-                    "YAML merge keys (`<<`) are not supported in a spec",
-                    key_span,
-                    help="write the keys out, or use `repeat` for repeated layers",
-                )
-                continue
-            self.path = (*path, "<key>")
-            key = self._scalar(key_node)
-            if key_node.tag not in _SCALAR_TAGS | _TEXT_TAGS:
-                continue  # a refused tag, already reported
-            if not isinstance(key, str):
-                self.diagnostics.error(
-                    "E108",
-                    f"mapping key {key_node.value!r} is not a string",
-                    key_span,
-                    help=f'quote it to make it a string: "{key_node.value}"',
-                )
-                continue
-            if key in first_seen:
-                seen = first_seen[key]
-                self.diagnostics.error(
-                    "E101",
-                    f"duplicate key `{key}` (first given at {seen.line}:{seen.column})",
-                    key_span,
-                    help="YAML keeps only one of them; remove or rename one",
-                )
-                continue
-            first_seen[key] = key_span
-            key_path: YamlPath = (*path, key)
-            self.key_spans[key_path] = key_span
-            result[key] = self.convert(value_node, key_path, depth + 1)
-        return result
-
-    def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag in _TEXT_TAGS:
-            return node.value
-        if node.tag not in _SCALAR_TAGS:
-            return self._bad_tag(node)
-        value = self.constructor.construct_object(node)
-        if isinstance(value, float) and not math.isfinite(value):
-            return node.value  # .inf / .nan: let the schema reject them as text
-        return value
-
-    def _bad_tag(self, node: yaml.Node) -> None:
-        self.refused.add(self.path)
-        tag = node.tag.replace(_TAG, "!!")
-        self.diagnostics.error(
-            "E102",
-            f"YAML tag `{tag}` is not allowed in a spec",
-            self.span(node),
-            help="specs hold plain mappings, lists, strings and numbers; remove the tag",
-        )
