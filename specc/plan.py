@@ -58,6 +58,12 @@ class Call:
     def with_kwarg(self, key: str, value: Expr) -> Call:
         return dataclasses.replace(self, kwargs=(*self.kwargs, (key, value)))
 
+    def functions(self) -> list[str]:
+        """What it calls: its own function, then those of the calls among its arguments."""
+        nested = [*self.args, *(value for _, value in self.kwargs)]
+        inner = [name for arg in nested if isinstance(arg, Call) for name in arg.functions()]
+        return [self.function, *inner]
+
 
 @dataclass(frozen=True, slots=True)
 class ListOf:
@@ -389,7 +395,20 @@ class RepeatStep:
         return Assign(self.stages_constant, Sum(terms))
 
 
-Step = LayerStep | Relayout | StageMove | ResidualBegin | ResidualEnd | RepeatStep
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """A layer's output kept aside, to be returned with the model's last one."""
+
+    step: ClassVar[str] = "keep"
+    variable: str
+    reads: str
+
+    @property
+    def forward(self) -> Assign:
+        return Assign(self.variable, Ref(self.reads))
+
+
+Step = LayerStep | Relayout | StageMove | ResidualBegin | ResidualEnd | RepeatStep | Keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +421,7 @@ class ModuleClass:
     is_model: bool  # the top-level Model (checks the world size) or a repeat body
     forward_parameters: tuple[str, ...]  # after self
     steps: tuple[Step, ...]
-    returns: str
+    returns: tuple[str, ...]  # the variables forward returns, a tuple when more than one
     entry_moves: tuple[str, ...]  # inputs a repeat body moves onto its own stage first
 
     @property
@@ -434,6 +453,15 @@ class LayerClass:
 
 
 @dataclass(frozen=True, slots=True)
+class Output:
+    """Something the model returns: a layer's output, where it is computed."""
+
+    name: str  # the layer
+    layout: Layout
+    stage: int
+
+
+@dataclass(frozen=True, slots=True)
 class Loss:
     kind: str
     labels: InputTensor
@@ -461,8 +489,7 @@ class Plan:
     mesh: Mesh
     inputs: tuple[InputTensor, ...]
     classes: tuple[ModuleClass, ...]  # repeat bodies first, Model last
-    output: Layout
-    output_stage: int  # the pipeline stage that computes the output
+    outputs: tuple[Output, ...]  # what the model returns, in order; the loss takes the last
     loss: Loss | None
     sbp_constants: tuple[SbpConstant, ...]
     layer_classes: tuple[LayerClass, ...]
@@ -477,6 +504,20 @@ class Plan:
     @property
     def model(self) -> ModuleClass:
         return self.classes[-1]
+
+    @property
+    def output(self) -> Layout:
+        """The layout of the last output: the logits a loss takes."""
+        return self.outputs[-1].layout
+
+    @property
+    def output_stage(self) -> int:
+        """The pipeline stage that computes the last output."""
+        return self.outputs[-1].stage
+
+    @property
+    def several_outputs(self) -> bool:
+        return len(self.outputs) > 1
 
     @property
     def stage_repeats(self) -> tuple[RepeatStep, ...]:
@@ -500,8 +541,9 @@ class Plan:
     @property
     def model_imports(self) -> tuple[ImportFrom, ...]:
         """What model.py imports from layers.py and parallel.py."""
-        layers = {s.class_name for c in self.classes for s in c.layers}
-        layers = {name for name in layers if not name.startswith("nn.")}
+        defined = {c.name for c in self.layer_classes}
+        called = {name for c in self.classes for s in c.layers for name in s.module.functions()}
+        layers = called & defined
         if self.loss is not None:
             layers.add("cross_entropy")
         parallel = {"PLACEMENT", "check_world_size"} | {i.sbp_constant for i in self.inputs}
@@ -532,6 +574,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["mesh"]["world_size"] = self.mesh.world_size
+        data["output"] = dataclasses.asdict(self.output)  # the last output, the loss's input
+        data["output_stage"] = self.output_stage
         for cls, source in zip(data["classes"], self.classes, strict=True):
             for step, original in zip(cls["steps"], source.steps, strict=True):
                 step["step"] = original.step
@@ -564,7 +608,11 @@ class Plan:
         for cls in reversed(self.classes):
             lines.append(f"{cls.name}:")
             lines += _steps_text(cls.steps)
-        lines.append(f"output: {self.output.text()}")
+        if self.several_outputs:
+            lines.append("outputs:")
+            lines += [f"  {o.name}: {o.layout.text()}, stage {o.stage}" for o in self.outputs]
+        else:
+            lines.append(f"output: {self.output.text()}")
         if self.loss is not None:
             lines.append(f"loss: {self.loss.kind}, labels {self.loss.labels.layout.text()}")
         lines.append(f"parameters: {self.parameter_count:,}")
@@ -591,6 +639,8 @@ def _steps_text(steps: tuple[Step, ...]) -> list[str]:
             lines.append(f"  residual {step.variable} = input (at {step.source})")
         elif isinstance(step, ResidualEnd):
             lines.append(f"  add {step.variable}: output {step.output.text()}")
+        elif isinstance(step, Keep):
+            lines.append(f"  keep {step.variable} as an output")
         else:
             lines.append(
                 f"  {step.name}: {step.times} x {step.module} at {step.source}, "

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.launcher
 PARITY = REPO / "tests" / "launch" / "parity.py"
 WORLDS = {
     1: ["single"],
-    2: ["tp2_chain", "rms_decoder", "gelu_tanh"],
+    2: ["tp2_chain", "rms_decoder", "gelu_tanh", "decoder_gqa"],
     4: ["mlp_2d_small", "dp4", "tp4"],
 }
 

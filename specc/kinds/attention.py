@@ -468,7 +468,7 @@ class RotaryEmbedding(nn.Module):
         if scaling == "linear":
             inverse = inverse / factor
         elif scaling == "llama3":
-            # Long wavelengths slowed down by `factor`, short ones kept, a blend between.
+            # Long wavelengths slowed by `factor`, short ones kept, a blend between.
             wavelength = 2 * math.pi / inverse
             long = wavelength > original_max_positions / low_freq_factor
             short = wavelength < original_max_positions / high_freq_factor
@@ -476,7 +476,8 @@ class RotaryEmbedding(nn.Module):
                 high_freq_factor - low_freq_factor
             )
             blended = (1 - smooth) * inverse / factor + smooth * inverse
-            inverse = flow.where(long, inverse / factor, flow.where(short, inverse, blended))
+            kept_or_blended = flow.where(short, inverse, blended)
+            inverse = flow.where(long, inverse / factor, kept_or_blended)
         positions = flow.arange(seq, dtype=flow.float32, **where)
         angles = positions.view(seq, 1) * inverse.view(1, -1)
         angles = flow.cat([angles, angles], dim=-1)

@@ -18,9 +18,11 @@ from specc.lower.sbp import Constants, Grid
 from specc.lower.staging import Stages
 from specc.lower.walk import HIDDEN, Unit, Walk, placed
 from specc.plan import (
+    Keep,
     LayerClass,
     LayerStep,
     ModuleClass,
+    Output,
     Parameter,
     Plan,
     Ref,
@@ -38,7 +40,12 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
     spec, grid, constants = walk.spec, walk.grid, walk.constants
     inputs, report = walk.inputs, walk.report
     mesh = build_mesh(spec, grid, report.document, report.diagnostics)
-    model_steps = _place(walk, stages, grid)
+    returned = _returned_units(walk)
+    last = walk.units[-1]
+    # The last layer's output is the stream itself; the others are kept aside as they pass.
+    kept = {unit.name for unit in returned if unit is not last}
+    model_steps = _place(walk, stages, grid, kept)
+    returns = tuple(walk.model.reads if unit is last else unit.name for unit in returned)
     model = ModuleClass(
         name="Model",
         summary=f"The layers of {report.spec_file}, in order.",
@@ -46,12 +53,16 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
         is_model=True,
         forward_parameters=tuple(item.name for item in spec.inputs),
         steps=tuple(model_steps),
-        returns=walk.model.reads,
+        returns=returns,
         entry_moves=(),
+    )
+    outputs = tuple(
+        Output(unit.name, grid.of(unit.exit or output), unit_stages[-1])
+        for unit, unit_stages in ((u, stages[u.index]) for u in returned)
     )
     classes = (*walk.body_classes, model)
     input_tensors = inputs.tensors()
-    loss = inputs.loss(output)
+    loss = inputs.loss(returned[-1].exit or output)
     layer_classes = _layer_classes(walk.used_classes, loss is not None, constants)
     used = {c for cls in layer_classes for c in cls.sbp_constants}
     used |= {i.sbp_constant for i in input_tensors}
@@ -67,8 +78,7 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
         mesh=mesh,
         inputs=input_tensors,
         classes=classes,
-        output=grid.of(output),
-        output_stage=stages[-1][-1] if stages else 0,
+        outputs=outputs,
         loss=loss,
         sbp_constants=constants.used(used),
         layer_classes=layer_classes,
@@ -82,7 +92,35 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
     )
 
 
-def _place(walk: Walk, stages: Stages, grid: Grid) -> list[Step]:
+def _returned_units(walk: Walk) -> list[Unit]:
+    """The top-level layers whose outputs the model returns: the spec's `outputs`, else
+    the last layer. Names that are no top-level layer are reported."""
+    units = {unit.name: unit for unit in walk.units}
+    named = walk.spec.outputs
+    if named is None:
+        return [walk.units[-1]]
+    returned: list[Unit] = []
+    for index, name in enumerate(named):
+        if name not in units:
+            walk.report.error(
+                "E308",
+                f"`outputs` names `{name}`, which is not a top-level layer",
+                ("outputs", index),
+                help=f"top-level layers: {', '.join(units)}",
+            )
+        elif units[name] in returned:
+            walk.report.error(
+                "E208",
+                f"`outputs` names `{name}` twice",
+                ("outputs", index),
+                help="list each output once",
+            )
+        else:
+            returned.append(units[name])
+    return returned or [walk.units[-1]]
+
+
+def _place(walk: Walk, stages: Stages, grid: Grid, kept: set[str]) -> list[Step]:
     """The Model's steps on their stages, with a move wherever the stage changes.
 
     A repeat moves nothing itself: each of its instances moves what it reads onto
@@ -110,6 +148,8 @@ def _place(walk: Walk, stages: Stages, grid: Grid) -> list[Step]:
                 placed.append(_place_repeat(step, repetitions, grid))
             else:
                 placed.append(step)
+        if unit.name in kept:
+            placed.append(Keep(unit.name, HIDDEN))
         current = unit_stages[-1]
     return placed
 

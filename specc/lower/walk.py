@@ -41,15 +41,6 @@ from specc.spec import Spec, walk_layers
 HIDDEN = names.HIDDEN
 
 
-def called(call: Call) -> list[str]:
-    """The functions `call` calls: itself, and the calls among its arguments."""
-    nested = [*call.args, *(value for _, value in call.kwargs)]
-    return [
-        call.function,
-        *(name for arg in nested if isinstance(arg, Call) for name in called(arg)),
-    ]
-
-
 def placed(call: Call, placement: Expr) -> Call:
     """`call` with `placement=` for itself and each call among its arguments that takes one
     (a layer's rotary embedding lives where the layer does)."""
@@ -101,6 +92,7 @@ class Unit:
     path: YamlPath
     entry: Layout  # the activation it receives
     start: int  # its steps in the Model's: steps[start:end]
+    exit: Running | None = None  # the activation it leaves
     end: int = 0
     repetitions: int = 0  # a repeat's `times`; 0 for any other layer
     weight: int = 0  # parameters (of one repetition)
@@ -145,6 +137,7 @@ class Walk:
             self.units.append(unit)
             before = self.parameters
             x = self.layer(path, layer, x)
+            unit.exit = x
             unit.end = len(self.model.steps)
             unit.weight = self.parameters - before
         return x
@@ -164,7 +157,7 @@ class Walk:
 
     def _add_layer(self, path: YamlPath, kind: str, lowered: Lowered) -> Running:
         module = lowered.module
-        self.used_classes |= {name for name in called(module) if name in kinds.CLASSES}
+        self.used_classes |= {name for name in module.functions() if name in kinds.CLASSES}
         if not self.scope.top:
             # A body's layers live where its instance is; the Model's layers get
             # their stage's placement once stages are known (assemble.py).
@@ -380,7 +373,7 @@ class Walk:
                 is_model=False,
                 forward_parameters=parameters,
                 steps=tuple(body.steps),
-                returns=body.reads,
+                returns=(body.reads,),
                 # Each repetition moves what it reads onto its own stage (eager pipelining).
                 entry_moves=parameters if self.grid.pipeline > 1 else (),
             )

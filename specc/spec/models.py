@@ -139,6 +139,15 @@ class Spec(StrictModel):
         examples=[{"hidden": 768, "heads": 12}],
     )
     layers: list[Layer] = Field(min_length=1, description="The layers, applied in order.")
+    outputs: list[Name] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Top-level layers whose outputs the model returns, in order (a tuple when more "
+            "than one); the loss takes the last. Defaults to the last layer."
+        ),
+        examples=[["encoder", "pooler_activation"]],
+    )
     loss: Loss | None = Field(None, description="The training loss, computed by Model.loss().")
     training: Training | None = Field(
         None, description="Batching of a training step (needed to check a pipeline)."

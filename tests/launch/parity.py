@@ -54,10 +54,11 @@ class Twin:
         self.classes = {c["name"]: c for c in plan["classes"]}
         self.params = params
 
-    def __call__(self, inputs: dict[str, flow.Tensor]) -> flow.Tensor:
+    def __call__(self, inputs: dict[str, flow.Tensor]) -> list[flow.Tensor]:
+        """Every output the model returns, in order."""
         return self.run("Model", "", dict(inputs), inputs)
 
-    def run(self, name: str, prefix: str, variables: dict, inputs: dict) -> flow.Tensor:
+    def run(self, name: str, prefix: str, variables: dict, inputs: dict) -> list[flow.Tensor]:
         cls = self.classes[name]
         for step in cls["steps"]:
             kind = step["step"]
@@ -67,18 +68,20 @@ class Twin:
                 variables[step["variable"]] = variables[step["reads"]]
             elif kind == "residual_end":
                 variables["hidden"] = variables[step["variable"]] + variables["hidden"]
+            elif kind == "keep":
+                variables[step["variable"]] = variables[step["reads"]]
             elif kind == "repeat":
                 hidden = variables[step["reads"]]
                 for index in range(step["times"]):
                     scope = {"hidden": hidden, **inputs}
-                    hidden = self.run(
+                    (hidden,) = self.run(
                         step["module"], f"{prefix}{step['name']}.{index}.", scope, inputs
                     )
                 variables["hidden"] = hidden
             else:
                 hidden = variables[step["reads"]]
                 variables["hidden"] = self.layer(step, prefix + step["name"], hidden, inputs)
-        return variables[cls["returns"]]
+        return [variables[name] for name in cls["returns"]]
 
     def layer(self, step: dict, name: str, x: flow.Tensor, inputs: dict) -> flow.Tensor:
         """What the layer's kind computes on one device (its module's `reference`)."""
@@ -86,6 +89,11 @@ class Twin:
         reference = kinds.BY_NAME[step["kind"]].reference
         assert reference is not None, f"kind {step['kind']} has no reference"
         return reference(LayerTwin(flow, x, p, step["attributes"], inputs, self.params))
+
+
+def listed(outputs: flow.Tensor | tuple) -> list[flow.Tensor]:
+    """What a model returned, as a list: one output or several."""
+    return list(outputs) if isinstance(outputs, tuple) else [outputs]
 
 
 def promised_params(plan: dict) -> dict[str, tuple[dict, int]]:
@@ -182,16 +190,20 @@ def check(package_name: str, plan: dict) -> dict:
     twin_params = {name: flow.tensor(whole(p), requires_grad=True) for name, p in actual.items()}
     twin = Twin(plan, twin_params)
     twin_inputs = {name: flow.tensor(whole(x)) for name, x in zip(names, inputs, strict=True)}
-    out = model(*inputs)
-    twin_out = twin(twin_inputs)
-    if sbp_text(out.sbp) != plan["output"]["sbp"]:
-        errors.append(f"output sbp {sbp_text(out.sbp)} != plan {plan['output']['sbp']}")
-    output_local = expected_local(plan["output"], plan["output_stage"], plan)
-    if list(out.to_local().shape) != output_local:
-        errors.append(f"output local shape {list(out.to_local().shape)} != {output_local}")
-    diffs = {"output": float(np.abs(comparable(out, twin_out) - twin_out.numpy()).max())}
-    if not np.allclose(comparable(out, twin_out), twin_out.numpy(), rtol=RTOL, atol=ATOL):
-        errors.append(f"output differs by {diffs['output']}")
+    outs = listed(model(*inputs))
+    twin_outs = twin(twin_inputs)
+    diffs = {}
+    for promised, out, twin_out in zip(plan["outputs"], outs, twin_outs, strict=True):
+        name = f"output {promised['name']}"
+        if sbp_text(out.sbp) != promised["layout"]["sbp"]:
+            errors.append(f"{name} sbp {sbp_text(out.sbp)} != plan {promised['layout']['sbp']}")
+        output_local = expected_local(promised["layout"], promised["stage"], plan)
+        if list(out.to_local().shape) != output_local:
+            errors.append(f"{name} local shape {list(out.to_local().shape)} != {output_local}")
+        diffs[name] = float(np.abs(comparable(out, twin_out) - twin_out.numpy()).max())
+        if not np.allclose(comparable(out, twin_out), twin_out.numpy(), rtol=RTOL, atol=ATOL):
+            errors.append(f"{name} differs by {diffs[name]}")
+    out, twin_out = outs[-1], twin_outs[-1]
 
     objective = Objective(package, plan, out, twin_out.shape)
     loss, twin_loss = objective(model, out), objective.twin(twin_out)
@@ -231,10 +243,10 @@ def train(model, twin, twin_params, objective, inputs, twin_inputs) -> tuple[lis
     for _ in range(STEPS):
         optimizer.zero_grad()
         twin_optimizer.zero_grad()
-        loss = objective(model, model(*inputs))
+        loss = objective(model, listed(model(*inputs))[-1])
         loss.backward()
         optimizer.step()
-        twin_loss = objective.twin(twin(twin_inputs))
+        twin_loss = objective.twin(twin(twin_inputs)[-1])
         twin_loss.backward()
         twin_optimizer.step()
         losses.append(float(whole(loss)))
@@ -262,7 +274,7 @@ def check_graph(package_name: str, plan: dict) -> dict:
     for _ in range(STEPS):
         losses.append(float(whole(graph(*inputs, labels)).mean()))
         twin_optimizer.zero_grad()
-        out = twin(twin_inputs)
+        out = twin(twin_inputs)[-1]
         flat = out.reshape(-1, out.shape[-1])
         twin_loss = flow.nn.CrossEntropyLoss()(flat, twin_labels.reshape(-1))
         twin_loss.backward()
@@ -273,10 +285,11 @@ def check_graph(package_name: str, plan: dict) -> dict:
     )
     if relative > 1e-4:
         errors.append(f"graph losses {losses} != twin {twin_losses}")
-    evaluated = whole(package.EvalGraph(model)(*inputs))
-    eager = whole(model(*inputs))
-    if not np.allclose(evaluated, eager, rtol=RTOL, atol=ATOL):
-        errors.append(f"EvalGraph differs from eager by {np.abs(evaluated - eager).max()}")
+    evaluated = listed(package.EvalGraph(model)(*inputs))
+    for graph_out, eager_out in zip(evaluated, listed(model(*inputs)), strict=True):
+        got, want = whole(graph_out), whole(eager_out)
+        if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            errors.append(f"EvalGraph differs from eager by {np.abs(got - want).max()}")
     return {
         "rank": flow.env.get_rank(),
         "package": package_name,
