@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test quick lint format schema regen bench check clean
+.PHONY: setup demo test quick lint format schema regen bench check clean hf-venv hf-fixtures
 
 setup: $(STAMP)
 
@@ -57,5 +57,26 @@ bench: setup
 
 check: lint test
 
+# The HuggingFace reference fixtures (tests/fixtures/hf/) come from transformers, which
+# needs torch; OneFlow needs Python 3.10 and numpy<2. So they get their own Python 3.11
+# environment, .venv-hf, which only this target uses: `make test` never needs it, the
+# fixtures are committed. torch==2.13.0 in requirements/hf.txt is the CPU wheel on disk.
+HF_VENV     := .venv-hf
+HF_PY       := $(HF_VENV)/bin/python
+HF_STAMP    := $(HF_VENV)/.hf-installed
+PYTHON311   ?= $(shell command -v python3.11)
+
+hf-venv: $(HF_STAMP)
+
+$(HF_STAMP): requirements/hf.txt
+	@test -n "$(PYTHON311)" || { echo "make: Python 3.11 is required (set PYTHON311=/path)" >&2; exit 1; }
+	test -x $(HF_PY) || $(PYTHON311) -m venv $(HF_VENV)
+	$(HF_PY) -m pip install --quiet -r requirements/hf.txt
+	touch $(HF_STAMP)
+
+# Rewrites tests/fixtures/hf/ from scratch (seeded: same versions, same bytes); offline.
+hf-fixtures: hf-venv
+	HF_HUB_OFFLINE=1 $(HF_PY) scripts/hf_fixtures.py
+
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(HF_VENV) build .pytest_cache
