@@ -62,6 +62,11 @@ _TABLE = [
     Code("E314", "pipeline stage out of range or going back", "stage 2 comes after stage 3"),
     Code("E315", "pipeline stage without a layer", "pipeline stage 1 has no layer"),
     Code("E316", "batch sizes do not multiply out", "global_batch 30 is not 4 x 2 x 4 = 32"),
+    Code(
+        "E317",
+        "checkpoint mapping does not fit the parameters",
+        "parameter `h.0.mlp.dense_4h_to_h.bias` has no checkpoint tensor",
+    ),
     # W5xx: warnings; they fail only under --strict.
     Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
     Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),

@@ -24,9 +24,11 @@ from specc.plan import (
     Assign,
     Call,
     Comprehension,
+    DictOf,
     Expr,
     ImportFrom,
     ListOf,
+    ModuleClass,
     Ref,
     Repeated,
     Subscript,
@@ -57,6 +59,8 @@ def expression(value: Expr) -> str:
     if isinstance(value, TupleOf):
         items = [expression(item) for item in value.items]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, DictOf):
+        return "{" + ", ".join(f"{expression(k)}: {expression(v)}" for k, v in value.items) + "}"
     if isinstance(value, Repeated):
         return f"[{expression(value.item)}] * {value.times}"
     if isinstance(value, Sum):
@@ -74,11 +78,16 @@ def statement(assignment: Assign | None, indent: int = 0) -> str:
     return "\n".join(_assign_lines(assignment, indent))
 
 
-def signature(parameters: Sequence[str], indent: int = 4) -> str:
-    """`def forward(self, <parameters>: flow.Tensor) -> flow.Tensor:`."""
+def signature(cls: ModuleClass, indent: int = 4) -> str:
+    """`def forward(self, x: flow.Tensor, mask: flow.Tensor | None = None) -> flow.Tensor:`."""
     # Annotated parameters are written as names: they never break inside.
-    typed = [("", Ref("self")), *(("", Ref(f"{name}: flow.Tensor")) for name in parameters)]
-    opener, closer = "def forward(", ") -> flow.Tensor:"
+    typed = [("", Ref("self"))]
+    for name in cls.forward_parameters:
+        optional = name in cls.optional
+        annotation = "flow.Tensor | None = None" if optional else "flow.Tensor"
+        typed.append(("", Ref(f"{name}: {annotation}")))
+    returns = "flow.Tensor" if len(cls.returns) == 1 else "tuple[flow.Tensor, ...]"
+    opener, closer = "def forward(", f") -> {returns}:"
     one = " " * indent + opener + ", ".join(expression(v) for _, v in typed) + closer
     if len(one) <= LINE_LENGTH:
         return one
@@ -164,6 +173,9 @@ def _lines(value: Expr, indent: int, head: str, tail: str) -> list[str]:
         opener, closer = ("[", "]") if isinstance(value, ListOf) else ("(", ")")
         parts = [("", item) for item in value.items]
         return _bracketed(indent, head + opener, parts, closer + tail, hug=False)
+    if isinstance(value, DictOf):
+        entries = [(f"{expression(key)}: ", item) for key, item in value.items]
+        return _bracketed(indent, head + "{", entries, "}" + tail, hug=False)
     return [one]
 
 

@@ -91,6 +91,13 @@ class Sum:
 
 
 @dataclass(frozen=True, slots=True)
+class DictOf:
+    """`{"key": value, ...}` with string keys."""
+
+    items: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Comprehension:
     """`[element for variable in iterable]`."""
 
@@ -100,7 +107,7 @@ class Comprehension:
 
 
 Expr: TypeAlias = (
-    Scalar | Ref | Subscript | Call | ListOf | TupleOf | Repeated | Sum | Comprehension
+    Scalar | Ref | Subscript | Call | ListOf | TupleOf | DictOf | Repeated | Sum | Comprehension
 )
 
 
@@ -198,6 +205,7 @@ class SbpConstant:
 class Param:
     name: str  # dotted path inside its layer, e.g. "query.weight"
     layout: Layout
+    valid_rows: int | None = None  # a padded vocabulary's rows; those after it are padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,7 @@ class Parameter:
     name: str  # as `Model.named_parameters()` gives it, e.g. "h.3.attn.query.weight"
     layout: Layout
     stage: int
+    valid_rows: int | None  # a padded vocabulary's rows; those after it are padding
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +432,7 @@ class ModuleClass:
     steps: tuple[Step, ...]
     returns: tuple[str, ...]  # the variables forward returns, a tuple when more than one
     entry_moves: tuple[str, ...]  # inputs a repeat body moves onto its own stage first
+    optional: tuple[str, ...]  # forward parameters that may be None (optional inputs)
 
     @property
     def layers(self) -> tuple[LayerStep, ...]:
@@ -434,10 +444,16 @@ class ModuleClass:
         return tuple(s for s in self.steps if isinstance(s, LayerStep | RepeatStep))
 
     @property
-    def entry_assignments(self) -> tuple[Assign, ...]:
-        """A repeat body's inputs, moved onto the placement of its instance."""
+    def entry_assignments(self) -> tuple[tuple[Assign, bool], ...]:
+        """A repeat body's inputs, moved onto the placement of its instance; whether each
+        is optional (then moved only when given)."""
         return tuple(
-            Assign(name, Call(f"{name}.to_global", (), (("placement", Ref("self.placement")),)))
+            (
+                Assign(
+                    name, Call(f"{name}.to_global", (), (("placement", Ref("self.placement")),))
+                ),
+                name in self.optional,
+            )
             for name in self.entry_moves
         )
 
@@ -482,6 +498,66 @@ class Launch:
 
 
 @dataclass(frozen=True, slots=True)
+class TensorMapping:
+    """How one parameter (`*` for each repetition) is read from a checkpoint's tensors."""
+
+    parameter: str
+    tensors: tuple[str, ...]
+    transpose: bool
+    parts: int | None
+    interleave: int | None
+    rows: tuple[int, ...] | None
+    shape: tuple[int, ...] | None
+    source: str  # where the spec states it
+
+    @property
+    def call(self) -> Call:
+        kwargs: list[tuple[str, Expr]] = []
+        if self.transpose:
+            kwargs.append(("transpose", True))
+        if self.parts:
+            kwargs.append(("parts", self.parts))
+        if self.interleave:
+            kwargs.append(("interleave", self.interleave))
+        if self.rows:
+            kwargs.append(("rows", TupleOf(self.rows)))
+        if self.shape:
+            kwargs.append(("shape", TupleOf(self.shape)))
+        return Call("Source", (self.parameter, TupleOf(self.tensors)), tuple(kwargs))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Pretrained weights: the layout read and written, and the config saved beside them."""
+
+    format: str
+    mappings: tuple[TensorMapping, ...]
+    config: Mapping[str, Any]
+
+    @property
+    def sources_assignment(self) -> Assign:
+        return Assign("SOURCES", ListOf(tuple(m.call for m in self.mappings)))
+
+    @property
+    def config_assignment(self) -> Assign:
+        return Assign("CONFIG", _literal(self.config))
+
+    def valid_rows_assignment(self, parameters: tuple[Parameter, ...]) -> Assign:
+        rows = tuple((p.name, p.valid_rows) for p in parameters if p.valid_rows is not None)
+        return Assign("VALID_ROWS", DictOf(rows))
+
+
+def _literal(value: Any) -> Expr:
+    """A JSON-like value as an expression."""
+    if isinstance(value, dict):
+        return DictOf(tuple((str(k), _literal(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ListOf(tuple(_literal(v) for v in value))
+    assert value is None or isinstance(value, int | float | bool | str), value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     package: str
     spec_file: str  # the spec's file name, as the header names it
@@ -495,6 +571,7 @@ class Plan:
     layer_classes: tuple[LayerClass, ...]
     parameters: tuple[Parameter, ...]  # every parameter of the built model, in order
     parameter_count: int
+    checkpoint: Checkpoint | None
     launch: Launch
     sizes: Mapping[str, int]
     accumulation: int  # micro-batches per training step

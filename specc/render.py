@@ -24,6 +24,7 @@ PACKAGE_FILES = (
     "layers.py",
     "model.py",
     "training.py",
+    "pretrained.py",
 )
 _CLASSES = "classes/"
 
@@ -69,9 +70,10 @@ def environment() -> jinja2.Environment:
 def render(plan: Plan) -> dict[str, str]:
     """The package's files as {path relative to the package directory: text}."""
     env = environment()
-    files = tuple(
-        name
-        for name in PACKAGE_FILES
-        if (name != "layers.py" or plan.layer_classes) and (name != "training.py" or plan.loss)
-    )
+    wanted = {
+        "layers.py": bool(plan.layer_classes),
+        "training.py": plan.loss is not None,
+        "pretrained.py": plan.checkpoint is not None,
+    }
+    files = tuple(name for name in PACKAGE_FILES if wanted.get(name, True))
     return {name: env.get_template(f"package/{name}.jinja").render(plan=plan) for name in files}

@@ -36,6 +36,7 @@ from specc.kinds.base import (
     StrictModel,
     Twin,
     divisors,
+    init_kwargs,
     listed,
     split,
 )
@@ -174,6 +175,9 @@ def lower(ctx: Context, layer: Attention, x: Running) -> Lowered | None:
         kwargs.append(("dropout", Call("Dropout", (layer.dropout,))))
     if layer.rotary is not None:
         kwargs.append(("rotary", _rotary(layer.rotary, head_size, seq)))
+    kwargs += init_kwargs(ctx.init_std)
+    if ctx.output_std != ctx.init_std:
+        kwargs += init_kwargs(ctx.output_std, "output_std")
     attributes: dict[str, Scalar] = {
         "heads": heads,
         "kv_heads": kv_heads,
@@ -378,6 +382,8 @@ class SelfAttention(nn.Module):
         output_bias: bool = True,
         dropout: nn.Module | None = None,
         rotary: nn.Module | None = None,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -387,10 +393,14 @@ class SelfAttention(nn.Module):
         self.head_size = hidden // heads
         width = (heads + 2 * self.kv_heads) * self.head_size
         self.query_key_value = ColumnParallelLinear(
-            hidden, width, bias=qkv_bias, placement=placement
+            hidden, width, bias=qkv_bias, init_std=init_std, placement=placement
         )
         self.dense = RowParallelLinear(
-            heads * self.head_size, hidden, bias=output_bias, placement=placement
+            heads * self.head_size,
+            hidden,
+            bias=output_bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
         self.rotary = rotary
         self.dropout = dropout  # of the attention probabilities

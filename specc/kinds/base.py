@@ -186,6 +186,14 @@ class Context(Protocol):
     def first_input(self) -> str:
         """The model input the stream starts from."""
 
+    @property
+    def init_std(self) -> float | None:
+        """The spec's `init.std`: weights ~ normal(0, std); None: the classes' defaults."""
+
+    @property
+    def output_std(self) -> float | None:
+        """The std of the output projections of attention and MLP (GPT-2's scaled init)."""
+
     def error(
         self, code: str, message: str, key: str | None = None, help: str | None = None
     ) -> None:
@@ -218,8 +226,11 @@ class Context(Protocol):
 
     def layout(self, x: Running) -> Layout: ...
 
-    def param(self, name: str, shape: Shape, tensor_sbp: str) -> Param:
-        """A parameter replicated over data ranks, `tensor_sbp` over tensor ranks."""
+    def param(
+        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+    ) -> Param:
+        """A parameter replicated over data ranks, `tensor_sbp` over tensor ranks; a
+        padded vocabulary's table says how many of its rows are real (`valid_rows`)."""
 
     def read_input(self, name: str, key: str, x: Running, high: int, what: str) -> bool:
         """The layer reads model input `name` (int64 [batch, seq], values below `high`)."""
@@ -255,6 +266,11 @@ class Context(Protocol):
 
 
 Rule = Callable[[Context, Any, Running], "Lowered | Running | None"]
+
+
+def init_kwargs(std: float | None, key: str = "init_std") -> tuple[tuple[str, Expr], ...]:
+    """`init_std=` for a constructor, when the spec sets an init."""
+    return () if std is None else ((key, std),)
 
 
 # -- generated classes --------------------------------------------------------------------

@@ -30,6 +30,7 @@ from specc.kinds.base import (
     Table,
     Twin,
     divisors,
+    init_kwargs,
     listed,
     split,
 )
@@ -73,10 +74,10 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
     ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden))
     after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
     return Lowered(
-        Call("VocabParallelEmbedding", (padded, layer.hidden)),
+        Call("VocabParallelEmbedding", (padded, layer.hidden), init_kwargs(ctx.init_std)),
         x,
         after,
-        [ctx.param("weight", (padded, layer.hidden), split(0))],
+        [ctx.param("weight", (padded, layer.hidden), split(0), valid_rows=vocab)],
         "ids x table rows split over tensor ranks -> partial sums -> all-reduce",
         attributes={"vocab_size": vocab, "padded_vocab_size": padded},
     )
@@ -148,12 +149,17 @@ class VocabParallelEmbedding(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, hidden: int, *, placement: flow.placement
+        self,
+        vocab_size: int,
+        hidden: int,
+        *,
+        init_std: float = 0.02,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
         table = flow.empty(vocab_size, hidden, placement=placement, sbp=COLUMN_SPLIT)
         self.weight = nn.Parameter(table)
-        nn.init.normal_(self.weight, std=0.02)
+        nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, ids: flow.Tensor) -> flow.Tensor:
         partial = flow._C.gather(self.weight, ids, axis=0)

@@ -26,6 +26,7 @@ from specc.kinds.base import (
     Running,
     Size,
     Twin,
+    init_kwargs,
     split,
 )
 from specc.plan import Call, sbp_text
@@ -85,7 +86,7 @@ def lower(ctx: Context, layer: Linear, x: Running) -> Lowered:
     params = [ctx.param("weight", (layer.out_features, layer.in_features), weight)]
     if layer.bias:
         params.append(ctx.param("bias", (layer.out_features,), bias))
-    kwargs = () if layer.bias else (("bias", False),)
+    kwargs = (() if layer.bias else (("bias", False),)) + init_kwargs(ctx.init_std)
     after = replace(x, shape=(*x.shape[:-1], layer.out_features), tensor_sbp=out_sbp)
     comment = f"{sbp_text(ctx.layout(x).sbp)} -> {sbp_text(ctx.layout(after).sbp)}: {algebra}"
     return Lowered(
@@ -137,11 +138,13 @@ class LinearBase(nn.Module):
         out_features: int,
         *,
         bias: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.init_std = init_std
         shape = (out_features, in_features)
         self.weight = nn.Parameter(
             flow.empty(shape, placement=placement, sbp=self.weight_sbp)
@@ -155,7 +158,12 @@ class LinearBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's init: uniform in +-1/sqrt(in_features), equal on every rank."""
+        """normal(0, init_std) and zero biases; else nn.Linear's uniform init."""
+        if self.init_std is not None:
+            nn.init.normal_(self.weight, std=self.init_std)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+            return
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:

@@ -27,6 +27,7 @@ from specc.kinds.base import (
     Running,
     Size,
     Twin,
+    init_kwargs,
     split,
 )
 from specc.kinds.embedding import padded_vocabulary
@@ -78,9 +79,9 @@ def lower(ctx: Context, layer: LMHead, x: Running) -> Lowered | None:
     vocab, hidden = layer.vocab_size, x.shape[2]
     padded = padded_vocabulary(ctx, vocab, layer.pad_vocab_to_multiple_of)
     x = ctx.whole(x, "lm_head")
-    params = [ctx.param("weight", (padded, hidden), split(0))]
+    params = [ctx.param("weight", (padded, hidden), split(0), valid_rows=vocab)]
     if layer.bias:
-        params.append(ctx.param("bias", (padded,), split(0)))
+        params.append(ctx.param("bias", (padded,), split(0), valid_rows=vocab))
     return _head(ctx, layer, x, vocab, padded, params, hidden=hidden)
 
 
@@ -113,7 +114,8 @@ def _tied(ctx: Context, layer: LMHead, tied_to: str, x: Running) -> Lowered | No
     x = ctx.whole(x, "lm_head")
     # The head weighs its table when stages are balanced.
     ctx.share_stage_with(tied_to, table.vocab * table.hidden)
-    params = [ctx.param("bias", (table.padded,), split(0))] if layer.bias else []
+    bias = ctx.param("bias", (table.padded,), split(0), valid_rows=table.vocab)
+    params = [bias] if layer.bias else []
     lowered = _head(ctx, layer, x, table.vocab, table.padded, params)
     return replace(lowered, call_arguments=(Ref(f"self.{tied_to}.weight"),))
 
@@ -131,6 +133,7 @@ def _head(
     kwargs: list[tuple[str, Expr]] = []
     if hidden is not None:
         kwargs.append(("hidden", hidden))
+        kwargs += init_kwargs(ctx.init_std)
     if layer.bias:
         kwargs.append(("bias", True))
     source = "tied table" if layer.tied_to else "table"
@@ -212,6 +215,7 @@ class LMHead(nn.Module):
         *,
         hidden: int | None = None,
         bias: bool = False,
+        init_std: float = 0.02,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -220,7 +224,7 @@ class LMHead(nn.Module):
             shape = (padded_vocab_size, hidden)
             table = flow.empty(shape, placement=placement, sbp=COLUMN_SPLIT)
             self.weight = nn.Parameter(table)
-            nn.init.normal_(self.weight, std=0.02)
+            nn.init.normal_(self.weight, std=init_std)
         else:
             self.register_parameter("weight", None)
         if bias:

@@ -28,6 +28,7 @@ from specc.kinds.base import (
     Running,
     Size,
     Twin,
+    init_kwargs,
     split,
 )
 from specc.plan import Call, Expr
@@ -71,6 +72,9 @@ def lower(ctx: Context, layer: MLP, x: Running) -> Lowered:
         kwargs.append(("gated", True))
     if not layer.bias:
         kwargs.append(("bias", False))
+    kwargs += init_kwargs(ctx.init_std)
+    if ctx.output_std != ctx.init_std:
+        kwargs += init_kwargs(ctx.output_std, "output_std")
     return Lowered(
         Call("MLP", (hidden, ffn), tuple(kwargs)),
         x,
@@ -134,17 +138,23 @@ class MLP(nn.Module):
         activation: nn.Module,
         gated: bool = False,
         bias: bool = True,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.gated = gated
         width = 2 * ffn if gated else ffn
         self.dense_h_to_4h = ColumnParallelLinear(
-            hidden, width, bias=bias, placement=placement
+            hidden, width, bias=bias, init_std=init_std, placement=placement
         )
         self.activation = activation
         self.dense_4h_to_h = RowParallelLinear(
-            ffn, hidden, bias=bias, placement=placement
+            ffn,
+            hidden,
+            bias=bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:

@@ -22,6 +22,7 @@ from specc.kinds.base import (
     Size,
     Twin,
     divisors,
+    init_kwargs,
     listed,
 )
 from specc.plan import Call
@@ -68,7 +69,7 @@ def lower(ctx: Context, layer: PatchEmbedding, x: Running) -> Lowered:
     ]
     if layer.class_token:
         params.append(ctx.param("class_token", (1, 1, layer.hidden), B))
-    kwargs = () if layer.class_token else (("class_token", False),)
+    kwargs = (() if layer.class_token else (("class_token", False),)) + init_kwargs(ctx.init_std)
     return Lowered(
         Call("PatchEmbedding", (channels, layer.hidden, patch), kwargs),
         x,
@@ -138,6 +139,7 @@ class PatchEmbedding(nn.Module):
         patch_size: int,
         *,
         class_token: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -147,8 +149,11 @@ class PatchEmbedding(nn.Module):
         bias = flow.zeros(hidden, placement=placement, sbp=REPLICATED)
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias)
-        bound = 1.0 / math.sqrt(channels * patch_size * patch_size)
-        nn.init.uniform_(self.weight, -bound, bound)
+        if init_std is not None:
+            nn.init.normal_(self.weight, std=init_std)
+        else:  # nn.Conv2d's
+            bound = 1.0 / math.sqrt(channels * patch_size * patch_size)
+            nn.init.uniform_(self.weight, -bound, bound)
         if class_token:
             token = flow.zeros(1, 1, hidden, placement=placement, sbp=REPLICATED)
             self.class_token = nn.Parameter(token)

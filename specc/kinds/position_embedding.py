@@ -20,6 +20,7 @@ from specc.kinds.base import (
     Running,
     Size,
     Twin,
+    init_kwargs,
 )
 from specc.plan import Call
 
@@ -47,7 +48,7 @@ def lower(ctx: Context, layer: PositionEmbedding, x: Running) -> Lowered | None:
         )
     x = ctx.whole(x, "position_embedding")
     return Lowered(
-        Call("PositionEmbedding", (layer.max_positions, hidden)),
+        Call("PositionEmbedding", (layer.max_positions, hidden), init_kwargs(ctx.init_std)),
         x,
         x,
         [ctx.param("weight", (layer.max_positions, hidden), B)],
@@ -80,12 +81,17 @@ class PositionEmbedding(nn.Module):
     """Adds learned embeddings of positions 0..seq-1 (a replicated table)."""
 
     def __init__(
-        self, positions: int, hidden: int, *, placement: flow.placement
+        self,
+        positions: int,
+        hidden: int,
+        *,
+        init_std: float = 0.02,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
         table = flow.empty(positions, hidden, placement=placement, sbp=REPLICATED)
         self.weight = nn.Parameter(table)
-        nn.init.normal_(self.weight, std=0.02)
+        nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
         return hidden + self.weight[: hidden.shape[1]]

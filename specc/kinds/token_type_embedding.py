@@ -20,6 +20,7 @@ from specc.kinds.base import (
     Running,
     Size,
     Twin,
+    init_kwargs,
 )
 from specc.plan import Call, Ref
 
@@ -42,7 +43,7 @@ def lower(ctx: Context, layer: TokenTypeEmbedding, x: Running) -> Lowered | None
     x = ctx.whole(x, "token_type_embedding")
     hidden = x.shape[2]
     return Lowered(
-        Call("TokenTypeEmbedding", (layer.types, hidden)),
+        Call("TokenTypeEmbedding", (layer.types, hidden), init_kwargs(ctx.init_std)),
         x,
         x,
         [ctx.param("weight", (layer.types, hidden), B)],
@@ -68,13 +69,24 @@ TOKEN_TYPE_EMBEDDING = ClassTemplate(
 class TokenTypeEmbedding(nn.Module):
     """Adds a replicated table's embeddings of token types (BERT's segments A and B)."""
 
-    def __init__(self, types: int, hidden: int, *, placement: flow.placement) -> None:
+    def __init__(
+        self,
+        types: int,
+        hidden: int,
+        *,
+        init_std: float = 0.02,
+        placement: flow.placement,
+    ) -> None:
         super().__init__()
         table = flow.empty(types, hidden, placement=placement, sbp=REPLICATED)
         self.weight = nn.Parameter(table)
-        nn.init.normal_(self.weight, std=0.02)
+        nn.init.normal_(self.weight, std=init_std)
 
-    def forward(self, hidden: flow.Tensor, types: flow.Tensor) -> flow.Tensor:
+    def forward(
+        self, hidden: flow.Tensor, types: flow.Tensor | None = None
+    ) -> flow.Tensor:
+        if types is None:  # every token of type 0
+            return hidden + self.weight[0]
         return hidden + flow._C.gather(self.weight, types, axis=0)
 ''',
     constants=("REPLICATED",),

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from specc import __version__, kinds, names
 from specc.kinds.base import Running
+from specc.lower.checkpoint import checkpoint_plan
 from specc.lower.mesh import STAGES, build_mesh, launch, stage_placement
 from specc.lower.sbp import Constants, Grid
 from specc.lower.staging import Stages
@@ -55,6 +56,7 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
         steps=tuple(model_steps),
         returns=returns,
         entry_moves=(),
+        optional=tuple(item.name for item in spec.inputs if item.optional),
     )
     outputs = tuple(
         Output(unit.name, grid.of(unit.exit or output), unit_stages[-1])
@@ -84,6 +86,7 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
         layer_classes=layer_classes,
         parameters=parameters,
         parameter_count=sum(math.prod(p.layout.shape) for p in parameters),
+        checkpoint=checkpoint_plan(spec, parameters, report),
         launch=launch(spec.name, grid),
         sizes=dict(spec.sizes),
         accumulation=inputs.accumulation(),
@@ -191,7 +194,8 @@ def _parameters(model: ModuleClass, bodies: dict[str, ModuleClass]) -> tuple[Par
                 where = step.stage if stage is None else stage
                 assert where is not None
                 found.extend(
-                    Parameter(f"{prefix}{step.name}.{p.name}", p.layout, where) for p in step.params
+                    Parameter(f"{prefix}{step.name}.{p.name}", p.layout, where, p.valid_rows)
+                    for p in step.params
                 )
             elif isinstance(step, RepeatStep):
                 for index, repetition in enumerate(step.stages):

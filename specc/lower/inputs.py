@@ -31,6 +31,9 @@ class Inputs:
         item = self.spec.inputs[0]
         return Running(tuple(item.shape), self.constants.data_sbp, B, item.dtype)
 
+    def optional(self, name: str) -> bool:
+        return name in self.by_name and self.by_name[name][1].optional
+
     def values_below(self, name: str, high: int) -> None:
         self.high[name] = max(self.high.get(name, 0), high)
 
@@ -82,6 +85,23 @@ class Inputs:
                 f"data-parallel rank computes the same batch",
                 (*path, "split"),
                 help="write `split: data` to give each data-parallel rank its own slice",
+            )
+        later = [i.name for i in self.spec.inputs[index + 1 :] if not i.optional]
+        if item.optional and later:
+            self.report.error(
+                "E305",
+                f"optional input `{item.name}` comes before `{later[0]}`, which is not "
+                "optional; forward's optional arguments come last",
+                (*path, "optional"),
+                help=f"move `{item.name}` after the inputs that are not optional",
+            )
+        if item.optional and index == 0:
+            self.report.error(
+                "E305",
+                f"the first input `{item.name}` is the stream every layer starts from; it "
+                "cannot be optional",
+                (*path, "optional"),
+                help="make another input optional, or drop `optional`",
             )
         item_sbp = split(0) if item.split == "data" else B
         if item_sbp != self.constants.data_sbp:

@@ -23,8 +23,11 @@ class Reporter:
         """`spec.yaml:12`, for the comments of generated code and the plan."""
         return f"{self.spec_file}:{self.span(path).line}"
 
-    def error(self, code: str, message: str, path: YamlPath, help: str | None = None) -> None:
-        self.diagnostics.error(code, message, self.span(path), help=help)
+    def error(
+        self, code: str, message: str, path: YamlPath, help: str | None = None, *, key: bool = False
+    ) -> None:
+        """Report at the value at `path`, or at its key (`key`)."""
+        self.diagnostics.error(code, message, self.span(path, key=key), help=help)
 
     def warning(self, code: str, message: str, path: YamlPath, help: str | None = None) -> None:
         self.diagnostics.warning(code, message, self.span(path), help=help)

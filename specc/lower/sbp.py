@@ -57,9 +57,12 @@ class Grid:
     def of(self, x: Running) -> Layout:
         return self.layout(x.shape, x.data_sbp, x.tensor_sbp)
 
-    def param(self, name: str, shape: Shape, tensor_sbp: str) -> Param:
+    def param(
+        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+    ) -> Param:
         """A parameter: replicated over data ranks, `tensor_sbp` over tensor ranks."""
-        return Param(name, self.layout(shape, B, tensor_sbp))
+        rows = valid_rows if valid_rows is not None and valid_rows < shape[0] else None
+        return Param(name, self.layout(shape, B, tensor_sbp), rows)
 
 
 class Constants:

@@ -216,6 +216,17 @@ class Walk:
     def first_input(self) -> str:
         return self.spec.inputs[0].name
 
+    @property
+    def init_std(self) -> float | None:
+        return None if self.spec.init is None else self.spec.init.std
+
+    @property
+    def output_std(self) -> float | None:
+        init = self.spec.init
+        if init is None or init.output_layers is None:
+            return self.init_std
+        return init.std / math.sqrt(2 * init.output_layers)
+
     def _at(self, key: str | None) -> YamlPath:
         return self.path if key is None else (*self.path, key)
 
@@ -292,8 +303,10 @@ class Walk:
     def layout(self, x: Running) -> Layout:
         return self.grid.of(x)
 
-    def param(self, name: str, shape: Shape, tensor_sbp: str) -> Param:
-        return self.grid.param(name, shape, tensor_sbp)
+    def param(
+        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+    ) -> Param:
+        return self.grid.param(name, shape, tensor_sbp, valid_rows)
 
     def read_input(self, name: str, key: str, x: Running, high: int, what: str) -> bool:
         path = self._at(key)
@@ -376,6 +389,7 @@ class Walk:
                 returns=(body.reads,),
                 # Each repetition moves what it reads onto its own stage (eager pipelining).
                 entry_moves=parameters if self.grid.pipeline > 1 else (),
+                optional=tuple(name for name in arguments if self.inputs.optional(name)),
             )
         )
         placement: Expr = Ref(names.PLACEMENT)  # assemble.py sets each instance's

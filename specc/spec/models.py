@@ -76,6 +76,14 @@ class Input(StrictModel):
         ),
         examples=["data"],
     )
+    optional: bool = Field(
+        False,
+        description=(
+            "The model may be called without it (an attention mask, token types): forward "
+            "takes None. Optional inputs come after the others."
+        ),
+        examples=[True],
+    )
 
 
 class Loss(StrictModel):
@@ -102,6 +110,95 @@ class Training(StrictModel):
         None,
         description="Samples per step; must equal micro_batch x data x accumulation.",
         examples=[32],
+    )
+
+
+class Init(StrictModel):
+    """How weights are initialised; without it, linears follow nn.Linear (uniform)."""
+
+    std: float = Field(
+        gt=0.0,
+        description=(
+            "Every weight (linears, attention, MLPs, embeddings, the patch projection) "
+            "draws from normal(0, std); biases start at 0, norms at 1 and 0."
+        ),
+        examples=[0.02],
+    )
+    output_layers: Size | None = Field(
+        None,
+        description=(
+            "GPT-2's and Megatron's scaled init: the output projections of attention and "
+            "MLP draw with std / sqrt(2 x output_layers); give the number of blocks."
+        ),
+        examples=[12],
+    )
+
+
+class TensorSource(StrictModel):
+    """Where a parameter's values are in a checkpoint, and how they become the parameter.
+
+    The steps apply in order: each tensor transposed (`transpose`), a single tensor cut
+    into `parts` equal row blocks, the tensors' rows regrouped (`interleave`) or else
+    stacked, the result reshaped to the parameter (`shape`, the stored shape, may add or
+    drop dimensions of size 1). Saving applies them backwards.
+    """
+
+    tensor: str | list[str] = Field(
+        description="The checkpoint's tensor, or several joined along rows; `*` a repetition.",
+        examples=["transformer.h.*.attn.c_attn.weight"],
+    )
+    transpose: bool = Field(
+        False,
+        description="Each tensor is stored [in, out] (GPT-2's Conv1D): transpose it.",
+        examples=[True],
+    )
+    parts: Size | None = Field(
+        None,
+        description="Cut the one tensor into this many equal row blocks (a fused q, k, v).",
+        examples=[3],
+    )
+    interleave: Size | None = Field(
+        None,
+        description=(
+            "Regroup the rows into this many groups, each taking its share of every tensor "
+            "in turn: `kv_heads` for a q/k/v projection, `ffn` for a gated MLP's gate and up."
+        ),
+        examples=[12],
+    )
+    rows: list[Size] | None = Field(
+        None,
+        description=(
+            "The rows each tensor holds, when they differ (grouped-query q, k and v), so "
+            "that saving can cut them apart again; equal shares when omitted."
+        ),
+        examples=[[4096, 1024, 1024]],
+    )
+    shape: list[Size] | None = Field(
+        None,
+        description="The stored shape, when it differs by dimensions of size 1 ([1, 197, 768]).",
+        examples=[[1, 197, 768]],
+    )
+
+
+class Checkpoint(StrictModel):
+    """Pretrained weights in HuggingFace's layout, loaded into any plan and saved back."""
+
+    format: Literal["safetensors"] = Field(
+        "safetensors",
+        description="`model.safetensors`, or shards listed in `model.safetensors.index.json`.",
+        examples=["safetensors"],
+    )
+    tensors: dict[str, str | TensorSource] = Field(
+        description=(
+            "Every parameter of the model, by name (`*` a repetition of a repeat), and the "
+            "checkpoint tensor it comes from."
+        ),
+        examples=[{"wte.weight": "transformer.wte.weight"}],
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Written as config.json beside saved weights, for the reference library.",
+        examples=[{"model_type": "gpt2", "n_embd": 768}],
     )
 
 
@@ -149,6 +246,10 @@ class Spec(StrictModel):
         examples=[["encoder", "pooler_activation"]],
     )
     loss: Loss | None = Field(None, description="The training loss, computed by Model.loss().")
+    init: Init | None = Field(None, description="How weights are initialised.")
+    checkpoint: Checkpoint | None = Field(
+        None, description="Where pretrained weights come from, and how they are saved."
+    )
     training: Training | None = Field(
         None, description="Batching of a training step (needed to check a pipeline)."
     )

@@ -31,11 +31,13 @@ class LinearBase(nn.Module):
         out_features: int,
         *,
         bias: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.init_std = init_std
         shape = (out_features, in_features)
         self.weight = nn.Parameter(
             flow.empty(shape, placement=placement, sbp=self.weight_sbp)
@@ -49,7 +51,12 @@ class LinearBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's init: uniform in +-1/sqrt(in_features), equal on every rank."""
+        """normal(0, init_std) and zero biases; else nn.Linear's uniform init."""
+        if self.init_std is not None:
+            nn.init.normal_(self.weight, std=self.init_std)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+            return
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
@@ -121,12 +128,17 @@ class VocabParallelEmbedding(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, hidden: int, *, placement: flow.placement
+        self,
+        vocab_size: int,
+        hidden: int,
+        *,
+        init_std: float = 0.02,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
         table = flow.empty(vocab_size, hidden, placement=placement, sbp=COLUMN_SPLIT)
         self.weight = nn.Parameter(table)
-        nn.init.normal_(self.weight, std=0.02)
+        nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, ids: flow.Tensor) -> flow.Tensor:
         partial = flow._C.gather(self.weight, ids, axis=0)
@@ -212,6 +224,8 @@ class SelfAttention(nn.Module):
         output_bias: bool = True,
         dropout: nn.Module | None = None,
         rotary: nn.Module | None = None,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -221,10 +235,14 @@ class SelfAttention(nn.Module):
         self.head_size = hidden // heads
         width = (heads + 2 * self.kv_heads) * self.head_size
         self.query_key_value = ColumnParallelLinear(
-            hidden, width, bias=qkv_bias, placement=placement
+            hidden, width, bias=qkv_bias, init_std=init_std, placement=placement
         )
         self.dense = RowParallelLinear(
-            heads * self.head_size, hidden, bias=output_bias, placement=placement
+            heads * self.head_size,
+            hidden,
+            bias=output_bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
         self.rotary = rotary
         self.dropout = dropout  # of the attention probabilities
@@ -284,17 +302,23 @@ class MLP(nn.Module):
         activation: nn.Module,
         gated: bool = False,
         bias: bool = True,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.gated = gated
         width = 2 * ffn if gated else ffn
         self.dense_h_to_4h = ColumnParallelLinear(
-            hidden, width, bias=bias, placement=placement
+            hidden, width, bias=bias, init_std=init_std, placement=placement
         )
         self.activation = activation
         self.dense_4h_to_h = RowParallelLinear(
-            ffn, hidden, bias=bias, placement=placement
+            ffn,
+            hidden,
+            bias=bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
@@ -323,6 +347,7 @@ class LMHead(nn.Module):
         *,
         hidden: int | None = None,
         bias: bool = False,
+        init_std: float = 0.02,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -331,7 +356,7 @@ class LMHead(nn.Module):
             shape = (padded_vocab_size, hidden)
             table = flow.empty(shape, placement=placement, sbp=COLUMN_SPLIT)
             self.weight = nn.Parameter(table)
-            nn.init.normal_(self.weight, std=0.02)
+            nn.init.normal_(self.weight, std=init_std)
         else:
             self.register_parameter("weight", None)
         if bias:

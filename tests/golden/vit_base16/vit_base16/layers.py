@@ -31,11 +31,13 @@ class LinearBase(nn.Module):
         out_features: int,
         *,
         bias: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.init_std = init_std
         shape = (out_features, in_features)
         self.weight = nn.Parameter(
             flow.empty(shape, placement=placement, sbp=self.weight_sbp)
@@ -49,7 +51,12 @@ class LinearBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's init: uniform in +-1/sqrt(in_features), equal on every rank."""
+        """normal(0, init_std) and zero biases; else nn.Linear's uniform init."""
+        if self.init_std is not None:
+            nn.init.normal_(self.weight, std=self.init_std)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+            return
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
@@ -152,12 +159,17 @@ class PositionEmbedding(nn.Module):
     """Adds learned embeddings of positions 0..seq-1 (a replicated table)."""
 
     def __init__(
-        self, positions: int, hidden: int, *, placement: flow.placement
+        self,
+        positions: int,
+        hidden: int,
+        *,
+        init_std: float = 0.02,
+        placement: flow.placement,
     ) -> None:
         super().__init__()
         table = flow.empty(positions, hidden, placement=placement, sbp=REPLICATED)
         self.weight = nn.Parameter(table)
-        nn.init.normal_(self.weight, std=0.02)
+        nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
         return hidden + self.weight[: hidden.shape[1]]
@@ -178,6 +190,7 @@ class PatchEmbedding(nn.Module):
         patch_size: int,
         *,
         class_token: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -187,8 +200,11 @@ class PatchEmbedding(nn.Module):
         bias = flow.zeros(hidden, placement=placement, sbp=REPLICATED)
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias)
-        bound = 1.0 / math.sqrt(channels * patch_size * patch_size)
-        nn.init.uniform_(self.weight, -bound, bound)
+        if init_std is not None:
+            nn.init.normal_(self.weight, std=init_std)
+        else:  # nn.Conv2d's
+            bound = 1.0 / math.sqrt(channels * patch_size * patch_size)
+            nn.init.uniform_(self.weight, -bound, bound)
         if class_token:
             token = flow.zeros(1, 1, hidden, placement=placement, sbp=REPLICATED)
             self.class_token = nn.Parameter(token)
@@ -237,6 +253,8 @@ class SelfAttention(nn.Module):
         output_bias: bool = True,
         dropout: nn.Module | None = None,
         rotary: nn.Module | None = None,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
@@ -246,10 +264,14 @@ class SelfAttention(nn.Module):
         self.head_size = hidden // heads
         width = (heads + 2 * self.kv_heads) * self.head_size
         self.query_key_value = ColumnParallelLinear(
-            hidden, width, bias=qkv_bias, placement=placement
+            hidden, width, bias=qkv_bias, init_std=init_std, placement=placement
         )
         self.dense = RowParallelLinear(
-            heads * self.head_size, hidden, bias=output_bias, placement=placement
+            heads * self.head_size,
+            hidden,
+            bias=output_bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
         self.rotary = rotary
         self.dropout = dropout  # of the attention probabilities
@@ -309,17 +331,23 @@ class MLP(nn.Module):
         activation: nn.Module,
         gated: bool = False,
         bias: bool = True,
+        init_std: float | None = None,
+        output_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.gated = gated
         width = 2 * ffn if gated else ffn
         self.dense_h_to_4h = ColumnParallelLinear(
-            hidden, width, bias=bias, placement=placement
+            hidden, width, bias=bias, init_std=init_std, placement=placement
         )
         self.activation = activation
         self.dense_4h_to_h = RowParallelLinear(
-            ffn, hidden, bias=bias, placement=placement
+            ffn,
+            hidden,
+            bias=bias,
+            init_std=init_std if output_std is None else output_std,
+            placement=placement,
         )
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
