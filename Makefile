@@ -26,7 +26,7 @@ demo: setup
 	cd build && ../$(PY) -m oneflow.distributed.launch --nproc_per_node 4 \
 		--master_port $(DEMO_PORT) -m huge_mlp_2d
 
-test: setup
+test: setup hf-venv
 	$(PY) -m pytest
 
 # Everything that needs no launcher, with a quarter of the fuzz examples: the edit loop.

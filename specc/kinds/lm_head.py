@@ -235,7 +235,7 @@ class LMHead(nn.Module):
         if padded_vocab_size > vocab_size:
             rows = flow.arange(padded_vocab_size, placement=placement, sbp=COLUMN_SPLIT)
             padding = (rows >= vocab_size).to(flow.float32) * -1e9
-            self.register_buffer("padding", padding)
+            self.register_buffer("padding", padding, persistent=False)
         else:
             self.padding = None
 

@@ -6,7 +6,7 @@ Usage, in a script started by OneFlow's launcher (python -m oneflow.distributed.
     from bert_base import Model, random_inputs
 
     model = Model()  # every parameter is a global tensor on its placement
-    output = model(*random_inputs())
+    encoder, pooler_activation = model(*random_inputs())
 
 The launch commands, for one machine or several:
 
@@ -15,12 +15,16 @@ The launch commands, for one machine or several:
 
 from .model import Model, random_inputs
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
+from .pretrained import CheckpointError, load_pretrained, save_pretrained
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
+    "CheckpointError",
     "Model",
     "WorldSizeError",
     "launch_help",
+    "load_pretrained",
     "random_inputs",
+    "save_pretrained",
 ]

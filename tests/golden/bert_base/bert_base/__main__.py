@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     rank = flow.env.get_rank()
-    output = model(*random_inputs(seed=0))
+    *_, output = model(*random_inputs(seed=0))  # the model's last output
     where = f"rank {rank}"
     print(
         f"{where}: local output shape {list(output.to_local().shape)} "

@@ -27,25 +27,31 @@ from .parallel import ACTIVATION, PLACEMENT, check_world_size
 class EncoderLayer(nn.Module):
     """One repetition of `encoder`.
 
-    From bert_base.yaml:42.
+    From bert_base.yaml:48.
     """
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # bert_base.yaml:49: attention
-        self.attention = SelfAttention(768, 12, placement=placement)
-        # bert_base.yaml:50: dropout
-        self.attention_dropout = Dropout(0.1)
-        # bert_base.yaml:51: layernorm
-        self.attention_norm = LayerNorm(768, eps=1e-12, placement=placement)
-        # bert_base.yaml:55: mlp
-        self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
+        # bert_base.yaml:55: attention
+        self.attention = SelfAttention(
+            768, 12, dropout=Dropout(0.1), init_std=0.02, placement=placement
+        )
         # bert_base.yaml:56: dropout
-        self.mlp_dropout = Dropout(0.1)
+        self.attention_dropout = Dropout(0.1)
         # bert_base.yaml:57: layernorm
+        self.attention_norm = LayerNorm(768, eps=1e-12, placement=placement)
+        # bert_base.yaml:61: mlp
+        self.mlp = MLP(
+            768, 3072, activation=nn.GELU(), init_std=0.02, placement=placement
+        )
+        # bert_base.yaml:62: dropout
+        self.mlp_dropout = Dropout(0.1)
+        # bert_base.yaml:63: layernorm
         self.output_norm = LayerNorm(768, eps=1e-12, placement=placement)
 
-    def forward(self, hidden: flow.Tensor, attention_mask: flow.Tensor) -> flow.Tensor:
+    def forward(
+        self, hidden: flow.Tensor, attention_mask: flow.Tensor | None = None
+    ) -> flow.Tensor:
         residual = hidden
         # attention: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [8, 512, 768], sbp (B), local [8, 512, 768]
@@ -77,33 +83,39 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         check_world_size()
-        # bert_base.yaml:33: embedding
-        self.word_embeddings = VocabParallelEmbedding(30522, 768, placement=PLACEMENT)
-        # bert_base.yaml:38: position_embedding
-        self.position_embeddings = PositionEmbedding(512, 768, placement=PLACEMENT)
-        # bert_base.yaml:39: token_type_embedding
-        self.token_type_embeddings = TokenTypeEmbedding(2, 768, placement=PLACEMENT)
-        # bert_base.yaml:40: layernorm
+        # bert_base.yaml:39: embedding
+        self.word_embeddings = VocabParallelEmbedding(
+            30522, 768, init_std=0.02, placement=PLACEMENT
+        )
+        # bert_base.yaml:44: position_embedding
+        self.position_embeddings = PositionEmbedding(
+            512, 768, init_std=0.02, placement=PLACEMENT
+        )
+        # bert_base.yaml:45: token_type_embedding
+        self.token_type_embeddings = TokenTypeEmbedding(
+            2, 768, init_std=0.02, placement=PLACEMENT
+        )
+        # bert_base.yaml:46: layernorm
         self.embeddings_norm = LayerNorm(768, eps=1e-12, placement=PLACEMENT)
-        # bert_base.yaml:41: dropout
+        # bert_base.yaml:47: dropout
         self.embeddings_dropout = Dropout(0.1)
-        # bert_base.yaml:42: repeat
+        # bert_base.yaml:48: repeat
         self.encoder = nn.ModuleList(
             [EncoderLayer(placement=PLACEMENT) for _ in range(12)]
         )
-        # bert_base.yaml:58: select_token
+        # bert_base.yaml:64: select_token
         self.first_token = SelectToken(0)
-        # bert_base.yaml:59: linear
-        self.pooler = ReplicatedLinear(768, 768, placement=PLACEMENT)
-        # bert_base.yaml:60: tanh
+        # bert_base.yaml:65: linear
+        self.pooler = ReplicatedLinear(768, 768, init_std=0.02, placement=PLACEMENT)
+        # bert_base.yaml:66: tanh
         self.pooler_activation = nn.Tanh()
 
     def forward(
         self,
         input_ids: flow.Tensor,
-        token_type_ids: flow.Tensor,
-        attention_mask: flow.Tensor,
-    ) -> flow.Tensor:
+        token_type_ids: flow.Tensor | None = None,
+        attention_mask: flow.Tensor | None = None,
+    ) -> tuple[flow.Tensor, ...]:
         # input_ids: [8, 512], sbp (B), local [8, 512]
         # token_type_ids: [8, 512], sbp (B), local [8, 512]
         # attention_mask: [8, 512], sbp (B), local [8, 512]
@@ -125,6 +137,7 @@ class Model(nn.Module):
         hidden = self.embeddings_dropout(hidden)
         for layer in self.encoder:
             hidden = layer(hidden, attention_mask)
+        encoder = hidden
         # first_token: keeps one position
         # -> [8, 768], sbp (B), local [8, 768]
         hidden = self.first_token(hidden)
@@ -134,7 +147,7 @@ class Model(nn.Module):
         # pooler_activation: (B), element-wise
         # -> [8, 768], sbp (B), local [8, 768]
         hidden = self.pooler_activation(hidden)
-        return hidden
+        return encoder, hidden
 
 
 def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:

@@ -192,8 +192,8 @@ class RotaryEmbedding(nn.Module):
         positions = flow.arange(seq, dtype=flow.float32, **where)
         angles = positions.view(seq, 1) * inverse.view(1, -1)
         angles = flow.cat([angles, angles], dim=-1)
-        self.register_buffer("cos", angles.cos())
-        self.register_buffer("sin", angles.sin())
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         seq, half = x.shape[2], x.shape[3] // 2
@@ -250,7 +250,7 @@ class SelfAttention(nn.Module):
             # 1 where a query may see a key: made once, never in a forward pass.
             rows = flow.arange(seq, placement=placement, sbp=REPLICATED)
             keep = (rows.view(seq, 1) >= rows.view(1, seq)).to(flow.float32)
-            self.register_buffer("causal", keep)
+            self.register_buffer("causal", keep, persistent=False)
         else:
             self.causal = None
 
@@ -367,7 +367,7 @@ class LMHead(nn.Module):
         if padded_vocab_size > vocab_size:
             rows = flow.arange(padded_vocab_size, placement=placement, sbp=COLUMN_SPLIT)
             padding = (rows >= vocab_size).to(flow.float32) * -1e9
-            self.register_buffer("padding", padding)
+            self.register_buffer("padding", padding, persistent=False)
         else:
             self.padding = None
 

@@ -15,16 +15,20 @@ The launch commands, for one machine or several:
 
 from .model import Model, random_inputs, random_labels
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
+from .pretrained import CheckpointError, load_pretrained, save_pretrained
 from .training import EvalGraph, TrainGraph
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
+    "CheckpointError",
     "EvalGraph",
     "Model",
     "TrainGraph",
     "WorldSizeError",
     "launch_help",
+    "load_pretrained",
     "random_inputs",
     "random_labels",
+    "save_pretrained",
 ]

@@ -104,6 +104,27 @@ class RowParallelLinear(LinearBase):
         return y if self.bias is None else y + self.bias
 
 
+class Dropout(nn.Module):
+    """Zeroes elements with probability p in training; scales the rest by 1/(1 - p).
+
+    The mask is a global random tensor with the input's placement and SBP, so every
+    shard of a split input draws its own, and replicas draw the same.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: flow.Tensor) -> flow.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = flow.rand(*x.shape, placement=x.placement, sbp=x.sbp) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class LayerNorm(nn.Module):
     """Layer normalisation of the last dimension, with a replicated scale and shift.
 
@@ -240,7 +261,7 @@ class SelfAttention(nn.Module):
             # 1 where a query may see a key: made once, never in a forward pass.
             rows = flow.arange(seq, placement=placement, sbp=REPLICATED)
             keep = (rows.view(seq, 1) >= rows.view(1, seq)).to(flow.float32)
-            self.register_buffer("causal", keep)
+            self.register_buffer("causal", keep, persistent=False)
         else:
             self.causal = None
 
@@ -357,7 +378,7 @@ class LMHead(nn.Module):
         if padded_vocab_size > vocab_size:
             rows = flow.arange(padded_vocab_size, placement=placement, sbp=COLUMN_SPLIT)
             padding = (rows >= vocab_size).to(flow.float32) * -1e9
-            self.register_buffer("padding", padding)
+            self.register_buffer("padding", padding, persistent=False)
         else:
             self.padding = None
 

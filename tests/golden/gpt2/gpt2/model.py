@@ -12,6 +12,7 @@ from oneflow import nn
 
 from .layers import (
     MLP,
+    Dropout,
     LayerNorm,
     LMHead,
     PositionEmbedding,
@@ -25,28 +26,53 @@ from .parallel import ACTIVATION, PLACEMENT, check_world_size
 class HLayer(nn.Module):
     """One repetition of `h`.
 
-    From gpt2.yaml:35.
+    From gpt2.yaml:40.
     """
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # gpt2.yaml:42: layernorm
-        self.ln_1 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:43: attention
-        self.attn = SelfAttention(768, 12, causal=True, seq=1024, placement=placement)
         # gpt2.yaml:47: layernorm
+        self.ln_1 = LayerNorm(768, eps=1e-05, placement=placement)
+        # gpt2.yaml:48: attention
+        self.attn = SelfAttention(
+            768,
+            12,
+            causal=True,
+            seq=1024,
+            dropout=Dropout(0.1),
+            init_std=0.02,
+            output_std=0.004082482904638631,
+            placement=placement,
+        )
+        # gpt2.yaml:54: dropout
+        self.attn_dropout = Dropout(0.1)
+        # gpt2.yaml:58: layernorm
         self.ln_2 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:48: mlp
-        self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
+        # gpt2.yaml:59: mlp
+        self.mlp = MLP(
+            768,
+            3072,
+            activation=nn.GELU(approximate="tanh"),
+            init_std=0.02,
+            output_std=0.004082482904638631,
+            placement=placement,
+        )
+        # gpt2.yaml:60: dropout
+        self.mlp_dropout = Dropout(0.1)
 
-    def forward(self, hidden: flow.Tensor) -> flow.Tensor:
+    def forward(
+        self, hidden: flow.Tensor, attention_mask: flow.Tensor | None = None
+    ) -> flow.Tensor:
         residual = hidden
         # ln_1: (B), needs whole features
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.ln_1(hidden)
         # attn: q, k, v split by KV groups over tensor ranks; output all-reduced
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
-        hidden = self.attn(hidden)
+        hidden = self.attn(hidden, attention_mask)
+        # attn_dropout: (B), element-wise
+        # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
+        hidden = self.attn_dropout(hidden)
         hidden = residual + hidden
         residual = hidden
         # ln_2: (B), needs whole features
@@ -55,6 +81,9 @@ class HLayer(nn.Module):
         # mlp: col linear, activation on split features, row linear (all-reduce)
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.mlp(hidden)
+        # mlp_dropout: (B), element-wise
+        # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
+        hidden = self.mlp_dropout(hidden)
         hidden = residual + hidden
         return hidden
 
@@ -65,27 +94,37 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         check_world_size()
-        # gpt2.yaml:29: embedding
-        self.wte = VocabParallelEmbedding(50257, 768, placement=PLACEMENT)
-        # gpt2.yaml:34: position_embedding
-        self.wpe = PositionEmbedding(1024, 768, placement=PLACEMENT)
-        # gpt2.yaml:35: repeat
+        # gpt2.yaml:33: embedding
+        self.wte = VocabParallelEmbedding(
+            50257, 768, init_std=0.02, placement=PLACEMENT
+        )
+        # gpt2.yaml:38: position_embedding
+        self.wpe = PositionEmbedding(1024, 768, init_std=0.02, placement=PLACEMENT)
+        # gpt2.yaml:39: dropout
+        self.drop = Dropout(0.1)
+        # gpt2.yaml:40: repeat
         self.h = nn.ModuleList([HLayer(placement=PLACEMENT) for _ in range(12)])
-        # gpt2.yaml:49: layernorm
+        # gpt2.yaml:61: layernorm
         self.ln_f = LayerNorm(768, eps=1e-05, placement=PLACEMENT)
-        # gpt2.yaml:50: lm_head
+        # gpt2.yaml:62: lm_head
         self.lm_head = LMHead(50257, 50257, placement=PLACEMENT)
 
-    def forward(self, input_ids: flow.Tensor) -> flow.Tensor:
+    def forward(
+        self, input_ids: flow.Tensor, attention_mask: flow.Tensor | None = None
+    ) -> flow.Tensor:
         # input_ids: [8, 1024], sbp (B), local [8, 1024]
+        # attention_mask: [8, 1024], sbp (B), local [8, 1024]
         # wte: ids x table rows split over tensor ranks -> partial sums -> all-reduce
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.wte(input_ids)
         # wpe: adds replicated rows 0..seq-1
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.wpe(hidden)
+        # drop: (B), element-wise
+        # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
+        hidden = self.drop(hidden)
         for layer in self.h:
-            hidden = layer(hidden)
+            hidden = layer(hidden, attention_mask)
         # ln_f: (B), needs whole features
         # -> [8, 1024, 768], sbp (B), local [8, 1024, 768]
         hidden = self.ln_f(hidden)
@@ -103,7 +142,8 @@ def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:
     """Random inputs with the spec's shapes, SBP and placement; equal on every rank."""
     flow.manual_seed(seed)
     input_ids = flow.randint(0, 50257, (8, 1024), placement=PLACEMENT, sbp=ACTIVATION)
-    return (input_ids,)
+    attention_mask = flow.randint(0, 2, (8, 1024), placement=PLACEMENT, sbp=ACTIVATION)
+    return (input_ids, attention_mask)
 
 
 def random_labels(seed: int = 0) -> flow.Tensor:

@@ -220,7 +220,7 @@ class SelfAttention(nn.Module):
             # 1 where a query may see a key: made once, never in a forward pass.
             rows = flow.arange(seq, placement=placement, sbp=REPLICATED)
             keep = (rows.view(seq, 1) >= rows.view(1, seq)).to(flow.float32)
-            self.register_buffer("causal", keep)
+            self.register_buffer("causal", keep, persistent=False)
         else:
             self.causal = None
 
@@ -292,7 +292,7 @@ class LMHead(nn.Module):
         if padded_vocab_size > vocab_size:
             rows = flow.arange(padded_vocab_size, placement=placement, sbp=COLUMN_SPLIT)
             padding = (rows >= vocab_size).to(flow.float32) * -1e9
-            self.register_buffer("padding", padding)
+            self.register_buffer("padding", padding, persistent=False)
         else:
             self.padding = None
 

@@ -6,7 +6,7 @@ Usage, in a script started by OneFlow's launcher (python -m oneflow.distributed.
     from vit_base16 import Model, random_inputs
 
     model = Model()  # every parameter is a global tensor on its placement
-    output = model(*random_inputs())
+    norm, head = model(*random_inputs())
 
 The launch commands, for one machine or several:
 
@@ -15,16 +15,20 @@ The launch commands, for one machine or several:
 
 from .model import Model, random_inputs, random_labels
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
+from .pretrained import CheckpointError, load_pretrained, save_pretrained
 from .training import EvalGraph, TrainGraph
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
+    "CheckpointError",
     "EvalGraph",
     "Model",
     "TrainGraph",
     "WorldSizeError",
     "launch_help",
+    "load_pretrained",
     "random_inputs",
     "random_labels",
+    "save_pretrained",
 ]

@@ -279,7 +279,7 @@ class SelfAttention(nn.Module):
             # 1 where a query may see a key: made once, never in a forward pass.
             rows = flow.arange(seq, placement=placement, sbp=REPLICATED)
             keep = (rows.view(seq, 1) >= rows.view(1, seq)).to(flow.float32)
-            self.register_buffer("causal", keep)
+            self.register_buffer("causal", keep, persistent=False)
         else:
             self.causal = None
 

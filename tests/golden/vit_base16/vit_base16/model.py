@@ -32,13 +32,15 @@ class BlocksLayer(nn.Module):
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
         # vit_base16.yaml:45: layernorm
-        self.norm1 = LayerNorm(768, eps=1e-06, placement=placement)
+        self.norm1 = LayerNorm(768, eps=1e-12, placement=placement)
         # vit_base16.yaml:46: attention
-        self.attn = SelfAttention(768, 12, placement=placement)
+        self.attn = SelfAttention(768, 12, init_std=0.02, placement=placement)
         # vit_base16.yaml:50: layernorm
-        self.norm2 = LayerNorm(768, eps=1e-06, placement=placement)
+        self.norm2 = LayerNorm(768, eps=1e-12, placement=placement)
         # vit_base16.yaml:51: mlp
-        self.mlp = MLP(768, 3072, activation=nn.GELU(), placement=placement)
+        self.mlp = MLP(
+            768, 3072, activation=nn.GELU(), init_std=0.02, placement=placement
+        )
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
         residual = hidden
@@ -67,21 +69,23 @@ class Model(nn.Module):
         super().__init__()
         check_world_size()
         # vit_base16.yaml:30: patch_embedding
-        self.patch_embed = PatchEmbedding(3, 768, 16, placement=PLACEMENT)
+        self.patch_embed = PatchEmbedding(
+            3, 768, 16, init_std=0.02, placement=PLACEMENT
+        )
         # vit_base16.yaml:37: position_embedding
-        self.pos_embed = PositionEmbedding(197, 768, placement=PLACEMENT)
+        self.pos_embed = PositionEmbedding(197, 768, init_std=0.02, placement=PLACEMENT)
         # vit_base16.yaml:38: repeat
         self.blocks = nn.ModuleList(
             [BlocksLayer(placement=PLACEMENT) for _ in range(12)]
         )
         # vit_base16.yaml:52: layernorm
-        self.norm = LayerNorm(768, eps=1e-06, placement=PLACEMENT)
+        self.norm = LayerNorm(768, eps=1e-12, placement=PLACEMENT)
         # vit_base16.yaml:53: select_token
         self.class_token = SelectToken(0)
         # vit_base16.yaml:54: linear
-        self.head = ReplicatedLinear(768, 1000, placement=PLACEMENT)
+        self.head = ReplicatedLinear(768, 1000, init_std=0.02, placement=PLACEMENT)
 
-    def forward(self, images: flow.Tensor) -> flow.Tensor:
+    def forward(self, images: flow.Tensor) -> tuple[flow.Tensor, ...]:
         # images: [8, 3, 224, 224], sbp (B), local [8, 3, 224, 224]
         # patch_embed: replicated convolution over each rank's images
         # -> [8, 197, 768], sbp (B), local [8, 197, 768]
@@ -94,13 +98,14 @@ class Model(nn.Module):
         # norm: (B), needs whole features
         # -> [8, 197, 768], sbp (B), local [8, 197, 768]
         hidden = self.norm(hidden)
+        norm = hidden
         # class_token: keeps one position
         # -> [8, 768], sbp (B), local [8, 768]
         hidden = self.class_token(hidden)
         # head: (B) -> (B): weight replicated
         # -> [8, 1000], sbp (B), local [8, 1000]
         hidden = self.head(hidden)
-        return hidden
+        return norm, hidden
 
     def loss(self, logits: flow.Tensor, labels: flow.Tensor) -> flow.Tensor:
         """Mean cross_entropy of the logits against int64 labels."""

@@ -35,7 +35,8 @@ class TrainGraph(nn.Graph):
 
     def build(self, *batch: flow.Tensor) -> flow.Tensor:
         *inputs, labels = batch
-        loss = self.model.loss(self.model(*inputs), labels)
+        *_, logits = self.model(*inputs)  # the loss takes the model's last output
+        loss = self.model.loss(logits, labels)
         loss.backward()
         return loss
 
