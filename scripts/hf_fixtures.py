@@ -486,11 +486,9 @@ def decoder_case(
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=32,
-        rope_theta=500000.0,
-        rms_norm_eps=1e-5,
         tie_word_embeddings=False,
         attention_dropout=0.0,
-        **config_extra,
+        **{"rope_theta": 500000.0, "rms_norm_eps": 1e-5, **config_extra},
     )
     model = build(model_cls, config, seed=seed, noise_seed=seed + 1000)
     ids, mask = token_inputs(seed + 2000, config.vocab_size), padded_mask()
@@ -550,8 +548,13 @@ def qwen2() -> None:
         Qwen2ForCausalLM,
         Qwen2Config,
         1007,
-        ["Biases on q_proj, k_proj, v_proj only; o_proj and the MLP have none. No sliding window."],
+        [
+            "Biases on q_proj, k_proj, v_proj only; o_proj and the MLP have none. No sliding "
+            "window. rope_theta 1e6 and rms_norm_eps 1e-6, as Qwen2 7B's config has them."
+        ],
         use_sliding_window=False,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
     )
 
 

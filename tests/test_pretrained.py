@@ -1,7 +1,8 @@
 """The zoo computes what HuggingFace transformers computes, from the same checkpoints.
 
-The fixtures in tests/fixtures/hf/ are tiny GPT-2, BERT, BERT-MLM and ViT models made by
-transformers (`make hf-fixtures`), with their inputs (padded ones included) and outputs.
+The fixtures in tests/fixtures/hf/ are tiny GPT-2, BERT, BERT-MLM, ViT, Llama and Qwen2
+models made by transformers (`make hf-fixtures`), with their inputs (padded ones
+included) and outputs.
 Each zoo spec, resized to the fixture with --set, is built for four plans (one
 process; tensor 2; data 2 x tensor 2; pipeline 2), loads the fixture with its
 generated `load_pretrained` (each rank reading only its slices) and must return every
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.launcher
 FIXTURES = REPO / "tests" / "fixtures" / "hf"
 DRIVER = REPO / "tests" / "launch" / "pretrained.py"
 BATCH = 4
+# The tiny Llama and Qwen2 of the fixtures: grouped-query (4 heads, 2 KV heads), SwiGLU.
+DECODER = ["hidden=64", "heads=4", "kv_heads=2", "ffn=176", "layers=2", "vocab=128", "seq=16"]
 # Each zoo spec resized to its fixture, what it reads, and which inputs give which
 # outputs (the names of tests/fixtures/hf/<case>/reference.safetensors).
 ZOO = {
@@ -75,6 +78,24 @@ ZOO = {
                   "classes=10"],
         "fixture": "vit",
         "calls": [{"inputs": ["pixel_values"], "outputs": ["last_hidden_state", "logits"]}],
+    },
+    "llama3_8b": {
+        "spec": "llama3_8b.yaml",
+        "sizes": DECODER,
+        "fixture": "llama",
+        "calls": [
+            {"inputs": ["input_ids"], "outputs": ["logits"]},
+            {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits_masked"]},
+        ],
+    },
+    "qwen2_7b": {
+        "spec": "qwen2_7b.yaml",
+        "sizes": DECODER,
+        "fixture": "qwen2",
+        "calls": [
+            {"inputs": ["input_ids"], "outputs": ["logits"]},
+            {"inputs": ["input_ids", "attention_mask"], "outputs": ["logits_masked"]},
+        ],
     },
 }  # fmt: skip
 PLANS = {

@@ -246,8 +246,9 @@ def reference(t: Twin) -> Any:
         allowed = allowed * flow.tril(flow.ones(seq, seq))
     if attributes["mask"] is not None:
         allowed = allowed * t.inputs[attributes["mask"]].to(flow.float32).reshape(batch, 1, 1, seq)
-    lowest = float(flow.finfo(flow.float32).min)
-    scores = flow.where(allowed > 0, scores, flow.full_like(scores, lowest))
+    # Added, as transformers adds its mask: a row with every key masked is uniform, and
+    # its gradient reaches the scores.
+    scores = scores + (1.0 - allowed) * float(flow.finfo(flow.float32).min)
     context = flow.matmul(flow.softmax(scores, dim=-1), value)
     context = context.permute(0, 2, 1, 3).reshape(batch, seq, heads * size)
     return linear(context, p["dense.weight"], p.get("dense.bias"))
