@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test quick lint format schema regen bench check clean hf-venv hf-fixtures
+.PHONY: setup demo train-demo test quick lint format schema regen bench check clean hf-venv hf-fixtures
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ demo: setup
 	$(SPECC) plan specs/huge_mlp_2d.yaml
 	cd build && ../$(PY) -m oneflow.distributed.launch --nproc_per_node 4 \
 		--master_port $(DEMO_PORT) -m huge_mlp_2d
+
+# A tiny GPT-2 learns Python's documentation on data 2 x tensor 2, then resumes from
+# its checkpoint under tensor 4; the held-out loss ends far below the text's unigram
+# entropy. About two minutes on two CPU cores.
+train-demo: setup
+	$(PY) scripts/train_demo.py --port $(DEMO_PORT)
 
 test: setup hf-venv
 	$(PY) -m pytest

@@ -67,11 +67,17 @@ _TABLE = [
         "checkpoint mapping does not fit the parameters",
         "parameter `h.0.mlp.dense_4h_to_h.bias` has no checkpoint tensor",
     ),
+    Code(
+        "E318",
+        "training recipe that cannot run",
+        "a `cosine` schedule decays until `steps`, which is missing",
+    ),
     # W5xx: warnings; they fail only under --strict.
     Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
     Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),
     Code("W502", "input never used", "input `types` is never used by a layer"),
     Code("W503", "pipeline cannot fill", "1 micro-batch per step cannot fill a 2-stage pipeline"),
+    Code("W504", "recipe setting without effect", "precision bf16 computes in fp32 on device cpu"),
 ]
 
 CODES: dict[str, Code] = {code.name: code for code in _TABLE}

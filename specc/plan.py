@@ -206,6 +206,7 @@ class Param:
     name: str  # dotted path inside its layer, e.g. "query.weight"
     layout: Layout
     valid_rows: int | None = None  # a padded vocabulary's rows; those after it are padding
+    decay: bool = True  # weight decay applies (not to norms and biases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,7 @@ class Parameter:
     layout: Layout
     stage: int
     valid_rows: int | None  # a padded vocabulary's rows; those after it are padding
+    decay: bool  # weight decay applies (not to norms and biases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,36 @@ class InputTensor:
             return Assign(self.name, Call("flow.randn", self.layout.shape, where))
         size = TupleOf(self.layout.shape)
         return Assign(self.name, Call("flow.randint", (0, self.high, size), where))
+
+
+@dataclass(frozen=True, slots=True)
+class TrainData:
+    """What `python -m <package> train` reads, or why it cannot train this model.
+
+    `tokens`: windows of a token file, the labels the next tokens (a causal language
+    model); `images`: image arrays and their classes (a classifier).
+    """
+
+    kind: Literal["tokens", "images"] | None
+    refusal: str  # why there is no train command, when kind is None
+    input: InputTensor | None = None  # the input the data fills; the others get None
+    labels: InputTensor | None = None
+    classes: int = 0  # token ids or class labels are below this
+
+    @property
+    def sample_shape(self) -> Shape:
+        """One sample of the input: (seq,), or (channels, height, width)."""
+        assert self.input is not None
+        return self.input.layout.shape[1:]
+
+    @property
+    def refusal_assignment(self) -> Assign:
+        return Assign("CANNOT_TRAIN", self.refusal)
+
+    @property
+    def input_shape(self) -> TupleOf:
+        assert self.input is not None
+        return TupleOf(self.input.layout.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,10 +574,6 @@ class Checkpoint:
     def config_assignment(self) -> Assign:
         return Assign("CONFIG", _literal(self.config))
 
-    def valid_rows_assignment(self, parameters: tuple[Parameter, ...]) -> Assign:
-        rows = tuple((p.name, p.valid_rows) for p in parameters if p.valid_rows is not None)
-        return Assign("VALID_ROWS", DictOf(rows))
-
 
 def _literal(value: Any) -> Expr:
     """A JSON-like value as an expression."""
@@ -555,6 +583,65 @@ def _literal(value: Any) -> Expr:
         return ListOf(tuple(_literal(v) for v in value))
     assert value is None or isinstance(value, int | float | bool | str), value
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """How the generated TrainGraph trains: the spec's `training:`, checked and complete."""
+
+    optimizer: Literal["adamw", "sgd"]
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    momentum: float
+    weight_decay: float
+    no_decay: tuple[str, ...]  # patterns of the parameters weight decay skips
+    schedule: Literal["constant", "cosine", "linear"]
+    warmup: int
+    steps: int | None
+    min_lr: float
+    clip_grad_norm: float | None
+    precision: Literal["fp32", "fp16", "bf16"]
+    loss_scale: str | float | None
+    recompute: bool
+    zero: int
+    seed: int
+    sequence_parallel: bool
+
+    @property
+    def moments(self) -> TupleOf:
+        """The suffixes OneFlow's graph gives the optimizer's state of a parameter."""
+        if self.optimizer == "adamw":
+            return TupleOf(("-m", "-v"))
+        return TupleOf(("-momentum",) if self.momentum else ())
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The recipe for `specc plan`."""
+        if self.optimizer == "adamw":
+            optimizer = f"AdamW lr {self.lr:g}, betas {self.betas[0]:g}, {self.betas[1]:g}, "
+            optimizer += f"eps {self.eps:g}"
+        else:
+            optimizer = f"SGD lr {self.lr:g}, momentum {self.momentum:g}"
+        if self.weight_decay:
+            optimizer += f", weight decay {self.weight_decay:g} (not on norms and biases)"
+        schedule = f"{self.schedule}"
+        if self.warmup:
+            schedule = f"{self.warmup} warmup steps, then {schedule}"
+        if self.schedule != "constant":
+            schedule += f" to {self.min_lr:g} at step {self.steps}"
+        precision: str = self.precision
+        if self.loss_scale is not None:
+            precision += f", loss scale {self.loss_scale}"
+        lines = [f"  optimizer: {optimizer}", f"  schedule: {schedule}"]
+        if self.clip_grad_norm:
+            lines.append(f"  gradients clipped to a global norm of {self.clip_grad_norm:g}")
+        lines.append(f"  precision: {precision}; ZeRO stage {self.zero}; seed {self.seed}")
+        if self.recompute:
+            lines.append("  activations of each repetition recomputed in backward")
+        if self.sequence_parallel:
+            lines.append("  sequence parallel between tensor-parallel blocks")
+        return tuple(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +659,8 @@ class Plan:
     parameters: tuple[Parameter, ...]  # every parameter of the built model, in order
     parameter_count: int
     checkpoint: Checkpoint | None
+    recipe: Recipe
+    train_data: TrainData
     launch: Launch
     sizes: Mapping[str, int]
     accumulation: int  # micro-batches per training step
@@ -597,6 +686,12 @@ class Plan:
         return len(self.outputs) > 1
 
     @property
+    def valid_rows_assignment(self) -> Assign:
+        """The rows of each padded parameter that hold data; the rest is padding."""
+        rows = tuple((p.name, p.valid_rows) for p in self.parameters if p.valid_rows is not None)
+        return Assign("VALID_ROWS", DictOf(rows))
+
+    @property
     def stage_repeats(self) -> tuple[RepeatStep, ...]:
         return tuple(s for s in self.model.steps if isinstance(s, RepeatStep))
 
@@ -608,6 +703,84 @@ class Plan:
             for step in self.stage_repeats
             if (assignment := step.stages_assignment) is not None
         )
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The package's modules besides __init__, __main__, parallel and model."""
+        training = self.loss is not None
+        wanted = {
+            "layers.py": bool(self.layer_classes),
+            "training.py": training,
+            "shards.py": training or self.checkpoint is not None,
+            "checkpoint.py": training,
+            "pretrained.py": self.checkpoint is not None,
+            "data.py": self.train_data.kind is not None,
+            "train.py": self.train_data.kind is not None,
+        }
+        return tuple(name for name, made in wanted.items() if made)
+
+    @property
+    def exports(self) -> tuple[ImportFrom, ...]:
+        """What the package's __init__ offers, in isort's order."""
+        found = []
+        if self.loss is not None:
+            found.append(
+                ImportFrom(
+                    ".checkpoint", ("latest_checkpoint", "load_checkpoint", "save_checkpoint")
+                )
+            )
+        model = ("Model", "random_inputs", *(("random_labels",) if self.loss else ()))
+        found.append(ImportFrom(".model", model))
+        found.append(
+            ImportFrom(".parallel", ("PLACEMENT", "WORLD_SIZE", "WorldSizeError", "launch_help"))
+        )
+        if self.checkpoint is not None:
+            found.append(ImportFrom(".pretrained", ("load_pretrained", "save_pretrained")))
+        if self.loss is not None or self.checkpoint is not None:
+            found.append(ImportFrom(".shards", ("CheckpointError",)))
+        if self.loss is not None:
+            graphs = ("EvalGraph", "LossGraph", "TrainGraph", "mean_loss")
+            found.append(ImportFrom(".training", graphs))
+        return tuple(found)
+
+    @property
+    def export_names(self) -> tuple[str, ...]:
+        """`__all__`, sorted as ruff's RUF022 wants it."""
+        names = [name for item in self.exports for name in item.names]
+        return tuple(
+            sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
+        )
+
+    @property
+    def main_imports(self) -> tuple[ImportFrom, ...]:
+        """What __main__.py imports from the package, in isort's order."""
+        kind = self.train_data.kind
+        found = []
+        if kind is not None:
+            found.append(ImportFrom(".", ("train",)))
+        if kind == "tokens":
+            found.append(ImportFrom(".data", ("DataError", "prepare_text")))
+        model = ("Model", "random_inputs", *(("random_labels",) if self.loss else ()))
+        found.append(ImportFrom(".model", model))
+        parallel: tuple[str, ...] = ("WorldSizeError", "check_world_size", "launch_help")
+        if self.mesh.pipelined:
+            parallel += ("DATA", "PIPELINE", "TENSOR")
+        found.append(ImportFrom(".parallel", parallel))
+        if self.loss:
+            found.append(ImportFrom(".training", ("TrainGraph", "mean_loss")))
+        return tuple(found)
+
+    @property
+    def data_imports(self) -> ImportFrom:
+        """What data.py imports from parallel.py: where its input and labels go."""
+        data = self.train_data
+        assert data.input is not None and data.labels is not None
+        used = {
+            name
+            for tensor in (data.input, data.labels)
+            for name in (tensor.placement, tensor.sbp_constant)
+        }
+        return ImportFrom(".parallel", tuple(sorted(used)))
 
     @property
     def training_imports(self) -> ImportFrom:
@@ -632,6 +805,10 @@ class Plan:
             parallel |= {c for s in cls.steps if isinstance(s, Relayout) for c in s.constants}
         imports = (ImportFrom(".layers", tuple(sorted(layers))),) if layers else ()
         return (*imports, ImportFrom(".parallel", tuple(sorted(parallel))))
+
+    @property
+    def training_no_decay(self) -> Assign:
+        return Assign("NO_DECAY", TupleOf(self.recipe.no_decay))
 
     @property
     def inputs_tuple(self) -> TupleOf:
@@ -692,6 +869,8 @@ class Plan:
             lines.append(f"output: {self.output.text()}")
         if self.loss is not None:
             lines.append(f"loss: {self.loss.kind}, labels {self.loss.labels.layout.text()}")
+            lines.append("training:")
+            lines += self.recipe.lines
         lines.append(f"parameters: {self.parameter_count:,}")
         return "\n".join(lines) + "\n"
 

@@ -24,7 +24,11 @@ PACKAGE_FILES = (
     "layers.py",
     "model.py",
     "training.py",
+    "shards.py",
+    "checkpoint.py",
     "pretrained.py",
+    "data.py",
+    "train.py",
 )
 _CLASSES = "classes/"
 
@@ -70,10 +74,6 @@ def environment() -> jinja2.Environment:
 def render(plan: Plan) -> dict[str, str]:
     """The package's files as {path relative to the package directory: text}."""
     env = environment()
-    wanted = {
-        "layers.py": bool(plan.layer_classes),
-        "training.py": plan.loss is not None,
-        "pretrained.py": plan.checkpoint is not None,
-    }
-    files = tuple(name for name in PACKAGE_FILES if wanted.get(name, True))
+    optional = set(PACKAGE_FILES) - {"__init__.py", "__main__.py", "parallel.py", "model.py"}
+    files = tuple(n for n in PACKAGE_FILES if n not in optional or n in plan.files)
     return {name: env.get_template(f"package/{name}.jinja").render(plan=plan) for name in files}

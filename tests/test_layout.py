@@ -19,12 +19,21 @@ from specc.plan import (
     Comprehension,
     ImportFrom,
     ListOf,
+    ModuleClass,
     Ref,
     Repeated,
     Subscript,
     Sum,
     TupleOf,
 )
+
+
+def forward_of(rng: random.Random, names: list[str]) -> ModuleClass:
+    """A class whose forward takes `names`, the last ones optional, returning one or two
+    values (as the spec orders them: an optional input comes after the required ones)."""
+    optional = tuple(names[rng.randint(0, len(names)) :])
+    returns = ("y",) if rng.random() < 0.7 else ("y", "z")
+    return ModuleClass("M", "", None, False, tuple(names), (), returns, (), optional)
 
 
 def sample(rng: random.Random) -> str:
@@ -57,7 +66,7 @@ def sample(rng: random.Random) -> str:
         layout.statement(Assign(f"self.{attribute}", Call("nn.ModuleList", (instances,))), 8),
         layout.statement(Assign(f"self.{attribute}", Call(module, arguments, kwargs)), 8),
         "",
-        layout.signature(names, 4),
+        layout.signature(forward_of(rng, names), 4),
         layout.comment("x" * rng.randint(1, 40) + ": " + "word " * rng.randint(1, 30), 8),
         layout.statement(Assign("y", Call("flow.randint", (0, 5, TupleOf(arguments)))), 8),
         "        return y",

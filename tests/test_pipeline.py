@@ -60,7 +60,7 @@ def layer_stages(plan):
 def test_gpt2_small_on_four_stages_is_balanced_by_parameters():
     plan = plan_of(SPECS / "gpt2.yaml", "pipeline=4", "accumulation=4")
     units = plan["stage_units"]
-    assert units == [["wte", "lm_head"], ["wpe", "h.0-3"], ["h.4-7"], ["h.8-11", "ln_f"]]
+    assert units == [["wte", "lm_head"], ["wpe", "drop", "h.0-3"], ["h.4-7"], ["h.8-11", "ln_f"]]
     assert plan["stage_parameters"] == [38_597_376, 29_137_920, 28_351_488, 28_353_024]
     assert sum(plan["stage_parameters"]) == plan["parameter_count"]
 
@@ -68,7 +68,7 @@ def test_gpt2_small_on_four_stages_is_balanced_by_parameters():
 def test_every_layer_is_placed_exactly_once():
     plan = plan_of(SPECS / "gpt2.yaml", "pipeline=4", "accumulation=4", "layers=13")
     names = [name for name, _ in layer_stages(plan)]
-    assert names == ["wte", "wpe", *(f"h.{i}" for i in range(13)), "ln_f", "lm_head"]
+    assert names == ["wte", "wpe", "drop", *(f"h.{i}" for i in range(13)), "ln_f", "lm_head"]
     stages = [stage for name, stage in layer_stages(plan) if name != "lm_head"]
     assert stages == sorted(stages) and set(stages) == {0, 1, 2, 3}
 

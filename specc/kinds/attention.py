@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from specc.kinds.base import (
+    REFERENCE_SCHEMA,
     B,
     ClassTemplate,
     Context,
@@ -64,7 +65,10 @@ class RopeScaling(StrictModel):
 class Rotary(StrictModel):
     """Rotary position embeddings on queries and keys (RoPE), in the rotate-half form."""
 
-    theta: float = Field(
+    theta: Annotated[
+        float,
+        WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, REFERENCE_SCHEMA]}),
+    ] = Field(
         10000.0, gt=0.0, description="The base of the rotation frequencies.", examples=[500000.0]
     )
     scaling: RopeScaling | None = Field(
@@ -104,6 +108,9 @@ class Attention(LayerModel):
         description="Dropout on the attention probabilities, while training.",
         examples=[0.1],
     )
+
+    def sees_later_positions(self) -> bool:
+        return not self.causal
 
 
 def lower(ctx: Context, layer: Attention, x: Running) -> Lowered | None:

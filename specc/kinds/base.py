@@ -115,6 +115,13 @@ class LayerModel(StrictModel):
         """The layers inside this one (a residual's or a repeat's body)."""
         return ()
 
+    def sees_later_positions(self) -> bool:
+        """Whether an output position depends on later input positions.
+
+        Next-token training needs a model where none does (a causal one).
+        """
+        return False
+
 
 # -- lowering -----------------------------------------------------------------------------
 
@@ -227,10 +234,17 @@ class Context(Protocol):
     def layout(self, x: Running) -> Layout: ...
 
     def param(
-        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+        self,
+        name: str,
+        shape: Shape,
+        tensor_sbp: str,
+        valid_rows: int | None = None,
+        *,
+        decay: bool = True,
     ) -> Param:
         """A parameter replicated over data ranks, `tensor_sbp` over tensor ranks; a
-        padded vocabulary's table says how many of its rows are real (`valid_rows`)."""
+        padded vocabulary's table says how many of its rows are real (`valid_rows`).
+        Weight decay skips biases, and whatever says `decay=False` (a norm's scale)."""
 
     def read_input(self, name: str, key: str, x: Running, high: int, what: str) -> bool:
         """The layer reads model input `name` (int64 [batch, seq], values below `high`)."""

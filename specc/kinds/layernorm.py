@@ -48,7 +48,8 @@ def lower(ctx: Context, layer: LayerNorm, x: Running) -> Lowered:
             help=f"set features: {last}, or leave it out to infer it",
         )
     x = ctx.whole(x, "layernorm")
-    params = [ctx.param(p, (last,), B) for p in ("weight", "bias")] if layer.affine else []
+    params = [ctx.param(p, (last,), B, decay=False) for p in ("weight", "bias")]
+    params = params if layer.affine else []
     kwargs: tuple[tuple[str, Any], ...] = (("eps", layer.eps),)
     if not layer.affine:
         kwargs += (("affine", False),)

@@ -37,7 +37,7 @@ def lower(ctx: Context, layer: RMSNorm, x: Running) -> Lowered:
         Call("RMSNorm", (last,), (("eps", layer.eps),)),
         x,
         x,
-        [ctx.param("weight", (last,), B)],
+        [ctx.param("weight", (last,), B, decay=False)],
         f"{sbp_text(ctx.layout(x).sbp)}, needs whole features",
         attributes={"eps": layer.eps},
     )

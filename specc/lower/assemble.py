@@ -14,7 +14,9 @@ from dataclasses import replace
 from specc import __version__, kinds, names
 from specc.kinds.base import Running
 from specc.lower.checkpoint import checkpoint_plan
+from specc.lower.data import train_data
 from specc.lower.mesh import STAGES, build_mesh, launch, stage_placement
+from specc.lower.recipe import recipe
 from specc.lower.sbp import Constants, Grid
 from specc.lower.staging import Stages
 from specc.lower.walk import HIDDEN, Unit, Walk, placed
@@ -87,6 +89,10 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
         parameters=parameters,
         parameter_count=sum(math.prod(p.layout.shape) for p in parameters),
         checkpoint=checkpoint_plan(spec, parameters, report),
+        recipe=recipe(
+            spec, parameters, any(isinstance(s, RepeatStep) for s in model.steps), report
+        ),
+        train_data=train_data(spec, input_tensors, loss),
         launch=launch(spec.name, grid),
         sizes=dict(spec.sizes),
         accumulation=inputs.accumulation(),
@@ -194,7 +200,9 @@ def _parameters(model: ModuleClass, bodies: dict[str, ModuleClass]) -> tuple[Par
                 where = step.stage if stage is None else stage
                 assert where is not None
                 found.extend(
-                    Parameter(f"{prefix}{step.name}.{p.name}", p.layout, where, p.valid_rows)
+                    Parameter(
+                        f"{prefix}{step.name}.{p.name}", p.layout, where, p.valid_rows, p.decay
+                    )
                     for p in step.params
                 )
             elif isinstance(step, RepeatStep):

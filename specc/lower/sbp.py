@@ -58,11 +58,18 @@ class Grid:
         return self.layout(x.shape, x.data_sbp, x.tensor_sbp)
 
     def param(
-        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+        self,
+        name: str,
+        shape: Shape,
+        tensor_sbp: str,
+        valid_rows: int | None = None,
+        *,
+        decay: bool = True,
     ) -> Param:
         """A parameter: replicated over data ranks, `tensor_sbp` over tensor ranks."""
         rows = valid_rows if valid_rows is not None and valid_rows < shape[0] else None
-        return Param(name, self.layout(shape, B, tensor_sbp), rows)
+        decay = decay and not name.endswith("bias")
+        return Param(name, self.layout(shape, B, tensor_sbp), rows, decay)
 
 
 class Constants:

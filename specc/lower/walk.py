@@ -304,9 +304,15 @@ class Walk:
         return self.grid.of(x)
 
     def param(
-        self, name: str, shape: Shape, tensor_sbp: str, valid_rows: int | None = None
+        self,
+        name: str,
+        shape: Shape,
+        tensor_sbp: str,
+        valid_rows: int | None = None,
+        *,
+        decay: bool = True,
     ) -> Param:
-        return self.grid.param(name, shape, tensor_sbp, valid_rows)
+        return self.grid.param(name, shape, tensor_sbp, valid_rows, decay=decay)
 
     def read_input(self, name: str, key: str, x: Running, high: int, what: str) -> bool:
         path = self._at(key)

@@ -13,13 +13,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from specc import kinds
-from specc.kinds.base import GroupSize, LayerModel, Name, Size, StrictModel
+from specc.kinds.base import REFERENCE_SCHEMA, GroupSize, LayerModel, Name, Size, StrictModel
 
 FORMAT_VERSION = 1
+MAX_STEPS = 2**40
+# A number of steps (0 allowed), or a `${...}` reference to `sizes:` in the schema.
+Steps = Annotated[
+    int,
+    Field(ge=0, le=MAX_STEPS),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_STEPS}, REFERENCE_SCHEMA]}
+    ),
+]
 
 if TYPE_CHECKING:
     Layer = LayerModel
@@ -52,6 +61,15 @@ class Parallel(StrictModel):
         None,
         description="Total number of processes; when given it must equal data x tensor x pipeline.",
         examples=[4],
+    )
+    sequence: bool = Field(
+        False,
+        description=(
+            "Sequence parallelism (Megatron's): between tensor-parallel blocks, activations "
+            "are split over the sequence on tensor ranks, so norms, dropout and residuals "
+            "work on a slice; all-gathered before a block, reduce-scattered after it."
+        ),
+        examples=[True],
     )
 
 
@@ -95,8 +113,49 @@ class Loss(StrictModel):
     )
 
 
+class Optimizer(StrictModel):
+    """The optimizer; norms and biases are never weight-decayed."""
+
+    kind: Literal["adamw", "sgd"] = Field(
+        "adamw", description="AdamW, or SGD with momentum.", examples=["adamw"]
+    )
+    lr: float = Field(1e-3, gt=0.0, description="The peak learning rate.", examples=[3e-4])
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        [0.9, 0.999],
+        min_length=2,
+        max_length=2,
+        description="AdamW's decays of its two moments.",
+        examples=[[0.9, 0.95]],
+    )
+    eps: float = Field(1e-8, gt=0.0, description="AdamW's epsilon.", examples=[1e-8])
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD's momentum.", examples=[0.9])
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        description="Decoupled weight decay (AdamW) or L2 (SGD), on weights only.",
+        examples=[0.1],
+    )
+
+
+class Schedule(StrictModel):
+    """The learning rate over the steps: a linear warmup, then constant or decaying."""
+
+    kind: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="What follows the warmup.", examples=["cosine"]
+    )
+    warmup: Steps = Field(0, description="Steps of linear warmup from 0.", examples=[100])
+    steps: Size | None = Field(
+        None,
+        description="Steps of the whole run, warmup included; a decay ends there.",
+        examples=[10000],
+    )
+    min_lr: float = Field(
+        0.0, ge=0.0, description="The learning rate a decay ends at.", examples=[3e-5]
+    )
+
+
 class Training(StrictModel):
-    """How a training step is batched: micro-batches, accumulated, over data ranks."""
+    """How a training step is batched and what it does: the recipe the TrainGraph applies."""
 
     micro_batch: Size = Field(
         description="Samples per data-parallel rank in one micro-batch.", examples=[4]
@@ -110,6 +169,41 @@ class Training(StrictModel):
         None,
         description="Samples per step; must equal micro_batch x data x accumulation.",
         examples=[32],
+    )
+    optimizer: Optimizer = Field(default_factory=Optimizer, description="The optimizer.")
+    schedule: Schedule = Field(default_factory=Schedule, description="The learning rate schedule.")
+    clip_grad_norm: float | None = Field(
+        None, gt=0.0, description="Clip the gradients' global L2 norm to this.", examples=[1.0]
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32",
+        description="Mixed precision: fp16 or bf16 compute, fp32 weights (a GPU's; on CPU "
+        "OneFlow 0.9 computes in fp32 whatever this says).",
+        examples=["bf16"],
+    )
+    loss_scale: Literal["dynamic"] | float | None = Field(
+        None,
+        description="fp16's loss scaling: `dynamic` (the default for fp16) or a fixed factor.",
+        examples=["dynamic"],
+    )
+    recompute: bool = Field(
+        False,
+        description="Recompute each repetition's activations in backward instead of keeping "
+        "them (activation checkpointing per repeated block).",
+        examples=[True],
+    )
+    zero: Literal[0, 1, 2, 3] = Field(
+        0,
+        description="ZeRO stage: shard optimizer states (1), and gradients (2), and "
+        "weights (3) over data ranks (a GPU's; OneFlow 0.9 aborts on CPU).",
+        examples=[1],
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Seeds the weights, dropout and the data order.",
+        examples=[1234],
     )
 
 

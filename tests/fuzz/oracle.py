@@ -192,7 +192,7 @@ def plan_problems(plan: dict) -> list[str]:
                 problems.append(f"repeat {name}: {step['times']} times, stages {step['stages']}")
             order += step["stages"]
             continue
-        if step["kind"] == "lm_head":
+        if step["kind"] == "lm_head" and step["attributes"].get("tied_to"):
             table = by_name.get(step["attributes"]["tied_to"])
             if table is None or table.get("stage") != step["stage"]:
                 problems.append(f"tied head {name} on stage {step['stage']}, its table not")
@@ -225,6 +225,23 @@ def mask(text: str, label: str | None) -> str:
 
 
 _QUOTED_NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+# training.py's NO_DECAY: a parameter's full name as a regular expression, as the
+# source spells it: "^model\\.h\\.0\\.ln_1\\.weight$".
+_ESCAPED_DOT = "\\\\."
+_PARAMETER_PATTERN = re.compile(r'"\^model\\\\\.(.+)\$"')
+# shards.py's VALID_ROWS: parameters by their full names, "h.0.wte.weight".
+_PARAMETER_NAME = re.compile(r'"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+)"')
+
+
+def parameter_parts(text: str) -> list[str] | None:
+    """The dotted parts of a literal naming a parameter (numbers left out), or None."""
+    found = _PARAMETER_PATTERN.fullmatch(text)
+    parts = found[1].split(_ESCAPED_DOT) if found else None
+    if parts is None and (found := _PARAMETER_NAME.fullmatch(text)):
+        parts = found[1].split(".")
+    if parts is None:
+        return None
+    return [part for part in parts if not part.isdigit() and part != "\\\\d+"]
 
 
 def masked_variants(
@@ -422,7 +439,14 @@ class Vocabulary:
         for name in sorted(tokens.names - self.names - set(names)):
             problems.append(f"identifier {name!r} is neither a template word nor a spec name")
         for string in sorted(tokens.strings):
-            if not masked_variants(string, package, tokens.label, set(names)) & self.strings:
+            if masked_variants(string, package, tokens.label, set(names)) & self.strings:
+                continue
+            parts = parameter_parts(string)
+            if parts is not None:  # a parameter's name: spec names and attributes
+                unknown = [p for p in parts if p not in self.names and p not in names]
+                if unknown:
+                    problems.append(f"parameter name {string!r} holds unknown {unknown}")
+            else:
                 problems.append(f"string literal {string!r} is not one the golden trees hold")
         for word in sorted(tokens.comment_words - self.comment_words - set(names)):
             problems.append(f"comment word {word!r} comes from neither templates nor the spec")

@@ -528,6 +528,9 @@ class _MistakeStream:
     def non_multiple(self) -> int:
         return non_multiple(self.ch, self.tensor)
 
+    def vocab(self) -> int:
+        return self.ch.integer(2, 4096)
+
 
 _KIND_MISTAKES = tuple(
     _kind_mistake(kind, mistake)

@@ -56,6 +56,22 @@ def launch(
     timeout: float = 300,
 ) -> Launch:
     """`python -m oneflow.distributed.launch --nproc_per_node nproc <program>` on loopback."""
+    process = start(nproc, program, pythonpath=pythonpath, cwd=cwd)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"launch of {program} timed out after {timeout}s\n{stdout}\n{_quiet(stderr)}"
+        ) from None
+    return Launch(process.returncode, stdout, stderr)
+
+
+def start(
+    nproc: int, program: list[str], *, pythonpath: list[Path], cwd: Path
+) -> subprocess.Popen[str]:
+    """The launcher started in a session (process group) of its own, not waited for."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
     command = [
@@ -70,7 +86,7 @@ def launch(
         str(free_port()),
         *program,
     ]
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command,
         cwd=cwd,
         env=env,
@@ -79,15 +95,6 @@ def launch(
         text=True,
         start_new_session=True,
     )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        raise AssertionError(
-            f"launch of {program} timed out after {timeout}s\n{stdout}\n{_quiet(stderr)}"
-        ) from None
-    return Launch(process.returncode, stdout, stderr)
 
 
 def _quiet(text: str) -> str:

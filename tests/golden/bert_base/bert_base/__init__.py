@@ -15,7 +15,8 @@ The launch commands, for one machine or several:
 
 from .model import Model, random_inputs
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
-from .pretrained import CheckpointError, load_pretrained, save_pretrained
+from .pretrained import load_pretrained, save_pretrained
+from .shards import CheckpointError
 
 __all__ = [
     "PLACEMENT",

@@ -12,7 +12,7 @@ import sys
 import oneflow as flow
 
 from .model import Model, random_inputs
-from .parallel import WorldSizeError, launch_help
+from .parallel import WorldSizeError, check_world_size, launch_help
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         print(launch_help())
         return 0
     try:
-        model = Model()
+        check_world_size()
     except WorldSizeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    model = Model()
     rank = flow.env.get_rank()
     *_, output = model(*random_inputs(seed=0))  # the model's last output
     where = f"rank {rank}"

@@ -23,6 +23,8 @@ from .layers import (
 )
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+
 
 class EncoderLayer(nn.Module):
     """One repetition of `encoder`.
@@ -80,9 +82,11 @@ class EncoderLayer(nn.Module):
 class Model(nn.Module):
     """The layers of bert_base.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # bert_base.yaml:39: embedding
         self.word_embeddings = VocabParallelEmbedding(
             30522, 768, init_std=0.02, placement=PLACEMENT

@@ -13,22 +13,29 @@ The launch commands, for one machine or several:
     python -m bert_mlm --launch-help
 """
 
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .model import Model, random_inputs, random_labels
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
-from .pretrained import CheckpointError, load_pretrained, save_pretrained
-from .training import EvalGraph, TrainGraph
+from .pretrained import load_pretrained, save_pretrained
+from .shards import CheckpointError
+from .training import EvalGraph, LossGraph, TrainGraph, mean_loss
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
     "CheckpointError",
     "EvalGraph",
+    "LossGraph",
     "Model",
     "TrainGraph",
     "WorldSizeError",
+    "latest_checkpoint",
     "launch_help",
+    "load_checkpoint",
     "load_pretrained",
+    "mean_loss",
     "random_inputs",
     "random_labels",
+    "save_checkpoint",
     "save_pretrained",
 ]

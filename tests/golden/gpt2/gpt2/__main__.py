@@ -2,6 +2,8 @@
 """Smoke run: a forward pass and three training steps, printed per rank.
 
 `python -m gpt2 --launch-help` prints how to launch it.
+`python -m gpt2 train --help` trains by the recipe on real data;
+`python -m gpt2 prepare-text FILE OUT.bin` makes a token file from text.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import sys
 
 import oneflow as flow
 
+from . import train
+from .data import DataError, prepare_text
 from .model import Model, random_inputs, random_labels
-from .parallel import WorldSizeError, launch_help
-from .training import TrainGraph
+from .parallel import WorldSizeError, check_world_size, launch_help
+from .training import TrainGraph, mean_loss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +28,30 @@ def main(argv: list[str] | None = None) -> int:
         "--launch-help", action="store_true", help="print the launch commands and exit"
     )
     parser.add_argument("--steps", type=int, default=3, help="training steps to run")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train.add_arguments(commands.add_parser("train", help=train.SUMMARY))
+    prepare = commands.add_parser("prepare-text", help=prepare_text.__doc__)
+    prepare.add_argument("source", help="a UTF-8 text file")
+    prepare.add_argument("target", help="the token file to write, e.g. corpus.bin")
     arguments = parser.parse_args(argv)
     if arguments.launch_help:
         print(launch_help())
         return 0
+    if arguments.command == "prepare-text":
+        try:
+            print(prepare_text(arguments.source, arguments.target))
+        except (OSError, DataError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     try:
-        model = Model()
+        check_world_size()
     except WorldSizeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if arguments.command == "train":
+        return train.run(arguments)
+    model = Model()
     rank = flow.env.get_rank()
     output = model(*random_inputs(seed=0))
     where = f"rank {rank}"
@@ -41,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(global {list(output.shape)}, sbp {tuple(output.sbp)})",
         flush=True,
     )
-    train = TrainGraph(model, flow.optim.SGD(model.parameters(), lr=0.01))
+    graph = TrainGraph(model)  # the recipe's optimizer and schedule
     for step in range(arguments.steps):
-        losses = train(*random_inputs(seed=step), random_labels(seed=step))
-        local = losses.to_global(sbp=[flow.sbp.broadcast] * len(losses.sbp)).to_local()
-        print(f"{where}: step {step} loss {float(local.mean()):.4f}", flush=True)
+        loss = mean_loss(graph(*random_inputs(seed=step), random_labels(seed=step)))
+        print(f"{where}: step {step} loss {loss:.4f}", flush=True)
     return 0
 
 

@@ -22,18 +22,21 @@ from .layers import (
 )
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 1337  # the recipe's: the weights' and the data order's
+LABELS_STREAM = 7919  # random_labels(seed) draws from seed + this
+
 
 class HLayer(nn.Module):
     """One repetition of `h`.
 
-    From gpt2.yaml:40.
+    From gpt2.yaml:42.
     """
 
     def __init__(self, *, placement: flow.placement) -> None:
         super().__init__()
-        # gpt2.yaml:47: layernorm
+        # gpt2.yaml:49: layernorm
         self.ln_1 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:48: attention
+        # gpt2.yaml:50: attention
         self.attn = SelfAttention(
             768,
             12,
@@ -44,11 +47,11 @@ class HLayer(nn.Module):
             output_std=0.004082482904638631,
             placement=placement,
         )
-        # gpt2.yaml:54: dropout
+        # gpt2.yaml:56: dropout
         self.attn_dropout = Dropout(0.1)
-        # gpt2.yaml:58: layernorm
+        # gpt2.yaml:60: layernorm
         self.ln_2 = LayerNorm(768, eps=1e-05, placement=placement)
-        # gpt2.yaml:59: mlp
+        # gpt2.yaml:61: mlp
         self.mlp = MLP(
             768,
             3072,
@@ -57,7 +60,7 @@ class HLayer(nn.Module):
             output_std=0.004082482904638631,
             placement=placement,
         )
-        # gpt2.yaml:60: dropout
+        # gpt2.yaml:62: dropout
         self.mlp_dropout = Dropout(0.1)
 
     def forward(
@@ -91,22 +94,24 @@ class HLayer(nn.Module):
 class Model(nn.Module):
     """The layers of gpt2.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
-        # gpt2.yaml:33: embedding
+        flow.manual_seed(seed)
+        # gpt2.yaml:35: embedding
         self.wte = VocabParallelEmbedding(
             50257, 768, init_std=0.02, placement=PLACEMENT
         )
-        # gpt2.yaml:38: position_embedding
+        # gpt2.yaml:40: position_embedding
         self.wpe = PositionEmbedding(1024, 768, init_std=0.02, placement=PLACEMENT)
-        # gpt2.yaml:39: dropout
+        # gpt2.yaml:41: dropout
         self.drop = Dropout(0.1)
-        # gpt2.yaml:40: repeat
+        # gpt2.yaml:42: repeat
         self.h = nn.ModuleList([HLayer(placement=PLACEMENT) for _ in range(12)])
-        # gpt2.yaml:61: layernorm
+        # gpt2.yaml:63: layernorm
         self.ln_f = LayerNorm(768, eps=1e-05, placement=PLACEMENT)
-        # gpt2.yaml:62: lm_head
+        # gpt2.yaml:64: lm_head
         self.lm_head = LMHead(50257, 50257, placement=PLACEMENT)
 
     def forward(
@@ -147,7 +152,11 @@ def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:
 
 
 def random_labels(seed: int = 0) -> flow.Tensor:
-    """Random labels for Model.loss: the logits' shape, without the classes."""
-    flow.manual_seed(seed)
+    """Random labels for Model.loss: the logits' shape, without the classes.
+
+    Drawn from another stream than random_inputs(seed), so that the labels of a seed
+    are not its inputs.
+    """
+    flow.manual_seed(seed + LABELS_STREAM)
     labels = flow.randint(0, 50257, (8, 1024), placement=PLACEMENT, sbp=ACTIVATION)
     return labels

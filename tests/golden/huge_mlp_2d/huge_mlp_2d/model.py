@@ -13,13 +13,17 @@ from oneflow import nn
 from .layers import ColumnParallelLinear, RowParallelLinear
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+
 
 class Model(nn.Module):
     """The layers of huge_mlp_2d.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # huge_mlp_2d.yaml:19: linear
         self.up = ColumnParallelLinear(1024, 16384, placement=PLACEMENT)
         # huge_mlp_2d.yaml:24: gelu

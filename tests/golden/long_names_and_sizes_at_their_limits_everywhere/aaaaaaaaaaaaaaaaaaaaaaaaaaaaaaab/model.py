@@ -21,6 +21,9 @@ from .layers import (
 )
 from .parallel import ACTIVATION, PLACEMENT, STAGES, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+LABELS_STREAM = 7919  # random_labels(seed) draws from seed + this
+
 # The pipeline stage of each repetition of `eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee`.
 EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE_STAGES = [0] * 1 + [1] * 2
 
@@ -85,9 +88,11 @@ class EeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeLayer(nn.Module):
 class Model(nn.Module):
     """The layers of long_names_and_siz...its_everywhere.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # long_names_and_siz...its_everywhere.yaml:12: embedding
         self.dddddddddddddddddddddddddddddddd = VocabParallelEmbedding(
             1000000000000, 1099511627776, placement=STAGES[0]
@@ -145,8 +150,12 @@ def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:
 
 
 def random_labels(seed: int = 0) -> flow.Tensor:
-    """Random labels for Model.loss: the logits' shape, without the classes."""
-    flow.manual_seed(seed)
+    """Random labels for Model.loss: the logits' shape, without the classes.
+
+    Drawn from another stream than random_inputs(seed), so that the labels of a seed
+    are not its inputs.
+    """
+    flow.manual_seed(seed + LABELS_STREAM)
     labels = flow.randint(
         0, 1000000000000, (8, 16), placement=PLACEMENT, sbp=ACTIVATION
     )

@@ -13,13 +13,17 @@ from oneflow import nn
 from .layers import ColumnParallelLinear, LayerNorm, RowParallelLinear
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+
 
 class Model(nn.Module):
     """The layers of mlp_2d_small.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # mlp_2d_small.yaml:9: linear
         self.up = ColumnParallelLinear(16, 32, placement=PLACEMENT)
         # mlp_2d_small.yaml:10: gelu

@@ -21,6 +21,9 @@ from .layers import (
 )
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+LABELS_STREAM = 7919  # random_labels(seed) draws from seed + this
+
 
 class BlocksLayer(nn.Module):
     """One repetition of `blocks`.
@@ -82,9 +85,11 @@ class BlocksLayer(nn.Module):
 class Model(nn.Module):
     """The layers of qwen2_7b.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # qwen2_7b.yaml:36: embedding
         self.embed_tokens = VocabParallelEmbedding(
             152064, 3584, init_std=0.02, placement=PLACEMENT
@@ -133,7 +138,11 @@ def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:
 
 
 def random_labels(seed: int = 0) -> flow.Tensor:
-    """Random labels for Model.loss: the logits' shape, without the classes."""
-    flow.manual_seed(seed)
+    """Random labels for Model.loss: the logits' shape, without the classes.
+
+    Drawn from another stream than random_inputs(seed), so that the labels of a seed
+    are not its inputs.
+    """
+    flow.manual_seed(seed + LABELS_STREAM)
     labels = flow.randint(0, 152064, (1, 32768), placement=PLACEMENT, sbp=ACTIVATION)
     return labels

@@ -13,13 +13,17 @@ from oneflow import nn
 from .layers import LayerNorm, ReplicatedLinear
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+
 
 class Model(nn.Module):
     """The layers of single.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # single.yaml:8: linear
         self.linear_0 = ReplicatedLinear(8, 8, placement=PLACEMENT)
         # single.yaml:9: layernorm

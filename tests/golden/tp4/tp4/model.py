@@ -13,13 +13,17 @@ from oneflow import nn
 from .layers import ColumnParallelLinear, RowParallelLinear
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+
 
 class Model(nn.Module):
     """The layers of tp4.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # tp4.yaml:9: linear
         self.linear_0 = ColumnParallelLinear(8, 32, placement=PLACEMENT)
         # tp4.yaml:10: gelu

@@ -24,6 +24,9 @@ import numpy as np
 import oneflow as flow
 from oneflow import nn
 
+from . import shards
+from .shards import CheckpointError
+
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 SHARD_BYTES = 2 * 1024**3  # saved weights are cut into shards of about this size
@@ -105,8 +108,6 @@ SOURCES = [
     Source("head.weight", ("classifier.weight",)),
     Source("head.bias", ("classifier.bias",)),
 ]
-# Padded vocabularies: the rows the checkpoint has; the padding rows are zero.
-VALID_ROWS = {}
 CONFIG = {
     "model_type": "vit",
     "architectures": ["ViTForImageClassification"],
@@ -125,10 +126,6 @@ CONFIG = {
     "initializer_range": 0.02,
     "num_labels": 1000,
 }
-
-
-class CheckpointError(ValueError):
-    """The checkpoint does not fit the model; nothing was loaded."""
 
 
 def load_pretrained(model: nn.Module, directory: str) -> None:
@@ -152,9 +149,8 @@ def load_pretrained(model: nn.Module, directory: str) -> None:
         names = tuple(t.replace("*", index) for t in source.tensors)
         used.update(names)
         try:
-            local = _read(
-                parameter, source, [tensor(n) for n in names], VALID_ROWS.get(name)
-            )
+            rows = shards.VALID_ROWS.get(name)
+            local = _read(parameter, source, [tensor(n) for n in names], rows)
         except CheckpointError as error:
             problems.append(f"{name}: {error}")
             continue
@@ -225,24 +221,6 @@ def _source(parameter: str) -> tuple[Source, str]:
     raise CheckpointError(f"no source for parameter `{parameter}`")
 
 
-def _local_box(tensor: flow.Tensor) -> list[tuple[int, int]] | None:
-    """The [start, stop) of each dimension this rank holds, or None for none of it."""
-    ranks = np.asarray(tensor.placement.ranks)
-    where = np.argwhere(ranks == flow.env.get_rank())
-    if not len(where):
-        return None
-    box = [(0, size) for size in tensor.shape]
-    for axis, sbp in enumerate(tensor.sbp):
-        text = str(sbp)
-        if "split" in text:
-            dim = int(text.rsplit("=", 1)[-1].rstrip(")"))
-            parts, index = ranks.shape[axis], int(where[0][axis])
-            start, stop = box[dim]
-            step = (stop - start) // parts
-            box[dim] = (start + index * step, start + (index + 1) * step)
-    return box
-
-
 def _read(
     parameter: flow.Tensor, source: Source, tensors: list[Any], valid_rows: int | None
 ) -> np.ndarray:
@@ -261,7 +239,7 @@ def _read(
         raise CheckpointError(
             f"needs {list(expected)} from {list(source.tensors)}, found {stored}"
         )
-    box = _local_box(parameter)
+    box = shards.box(parameter)
     if box is None:  # the parameter lives on another pipeline stage
         return np.zeros((0,) * len(target), dtype=np.float32)
     local_shape = [stop - start for start, stop in box]
@@ -354,8 +332,8 @@ def _gathered(parameter: flow.Tensor) -> np.ndarray:
 def _unmapped(name: str, whole: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     """The checkpoint's tensors a parameter came from, its steps taken backwards."""
     source, index = _source(name)
-    if name in VALID_ROWS:
-        whole = whole[: VALID_ROWS[name]]
+    if name in shards.VALID_ROWS:
+        whole = whole[: shards.VALID_ROWS[name]]
     if source.shape is not None:
         whole = whole.reshape(source.shape)
     count = source.parts or len(source.tensors)
