@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test quick lint format schema regen check clean
+.PHONY: setup demo test quick lint format schema regen check clean bench-step
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ regen: setup
 	$(PY) -m tests.regen
 
 check: lint test
+
+# Training-step time of generated packages against hand-written OneFlow twins, one
+# launch per world size (2 and 4 processes); see benchmarks/RESULTS-step-time.md.
+bench-step: setup
+	$(PY) benchmarks/step_time.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
