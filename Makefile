@@ -10,7 +10,7 @@ PYTHON310   ?= $(shell scripts/find-python310)
 DEMO_PORT   ?= 29500
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo train-demo test quick lint format schema regen bench check clean hf-venv hf-fixtures
+.PHONY: setup demo train-demo test quick lint format schema regen bench bench-compile bench-step check clean hf-venv hf-fixtures
 
 setup: $(STAMP)
 
@@ -56,9 +56,11 @@ schema: setup
 regen: setup
 	$(PY) -m tests.regen
 
-# Time specc against libyaml on generated specs of 10 to 10,000 layers (issue 17);
-# benchmarks/RESULTS.md keeps a run.
-bench: setup
+# Benchmarks (issue 17); benchmarks/RESULTS*.md keep a run of each.
+bench: bench-compile bench-step
+
+# specc against libyaml on generated specs of 10 to 10,000 layers.
+bench-compile: setup
 	$(PY) benchmarks/compile_speed.py
 
 check: lint test
@@ -83,6 +85,11 @@ $(HF_STAMP): requirements/hf.txt
 # Rewrites tests/fixtures/hf/ from scratch (seeded: same versions, same bytes); offline.
 hf-fixtures: hf-venv
 	HF_HUB_OFFLINE=1 $(HF_PY) scripts/hf_fixtures.py
+
+# Training-step time of generated packages against hand-written OneFlow twins, one
+# launch per world size (2 and 4 processes); see benchmarks/RESULTS-step-time.md.
+bench-step: setup
+	$(PY) benchmarks/step_time.py
 
 clean:
 	rm -rf $(VENV) $(HF_VENV) build .pytest_cache

@@ -42,9 +42,19 @@ class Launch:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port: any, or the first free one of SPECC_LAUNCH_PORTS ("30200-30299").
+
+    The range lets several test runs on one machine stay out of each other's ports.
+    """
+    first, _, last = os.environ.get("SPECC_LAUNCH_PORTS", "0-0").partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free port in SPECC_LAUNCH_PORTS={first}-{last}")
 
 
 def launch(
