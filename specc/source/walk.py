@@ -15,13 +15,14 @@ constructor's own functions without its per-node bookkeeping.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
-from specc.diagnostics import Diagnostics, Span
+from specc.diagnostics import TEXT, Clause, Diagnostics, Help, Span, Values
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
@@ -72,12 +73,13 @@ class TooBig(Exception):
 class Walker:
     """Converts one document; `values`, `keys` and `refused` hold what it found."""
 
-    def __init__(self, file: str, diagnostics: Diagnostics) -> None:
+    def __init__(self, file: str, diagnostics: Diagnostics, text: str = "") -> None:
         self.file = file
+        self.text = text  # for the characters between nodes
         self.diagnostics = diagnostics
         self.values: dict[YamlPath, Marks] = {}
         self.keys: dict[YamlPath, Marks] = {}
-        # Paths whose value was refused (a forbidden tag), already reported.
+        # Paths whose value was refused (a forbidden tag, a duplicate key), already reported.
         self.refused: set[YamlPath] = set()
         self.nodes = 0
         # What SafeConstructor.construct_object dispatches to for each scalar tag,
@@ -126,9 +128,12 @@ class Walker:
         result: dict[str, Any] = {}
         first_seen: dict[str, Marks] = {}
         keys, convert = self.keys, self.convert
+        previous: tuple[str, yaml.Node] | None = None
         for key_node, value_node in node.value:
             start, end = key_node.start_mark, key_node.end_mark
             key_marks = (start.line, start.column, end.line, end.column)
+            if previous is not None and self._decimal_comma(path, previous, key_node, value_node):
+                continue
             if not isinstance(key_node, ScalarNode):
                 self._error("E108", "a mapping key must be a plain string", key_marks)
                 continue
@@ -160,12 +165,50 @@ class Walker:
                     key_marks,
                     help="YAML keeps only one of them; remove or rename one",
                 )
+                # Which one was meant is not known: later stages stay quiet about both.
+                self.refused.add((*path, key))
                 continue
             first_seen[key] = key_marks
             child = (*path, key)
             keys[child] = key_marks
             result[key] = convert(value_node, child, depth + 1)
+            previous = (key, value_node)
         return result
+
+    def _decimal_comma(
+        self, path: YamlPath, previous: tuple[str, yaml.Node], key: yaml.Node, value: yaml.Node
+    ) -> bool:
+        """`{p: 0,1}`: in a flow mapping YAML reads `p: 0` and a key `1` without a value."""
+        name, number = previous
+        if not (
+            isinstance(number, ScalarNode)
+            and isinstance(key, ScalarNode)
+            and isinstance(value, ScalarNode)
+            and number.style is None
+            and key.style is None
+            and value.value == ""
+            and re.fullmatch(r"[+-]?\d+", number.value)
+            and re.fullmatch(r"\d[\w.+-]*", key.value)
+            and number.end_mark.index + 1 == key.start_mark.index
+            and self.text[number.end_mark.index : key.start_mark.index] == ","
+        ):
+            return False
+        written = f"{number.value},{key.value}"
+        meant = f"{number.value}.{key.value}"
+        start, end = number.start_mark, key.end_mark
+        span = Span(self.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+        self.diagnostics.error(
+            "E109",
+            f"`{written}` has a decimal comma: in `{{...}}` YAML reads `{name}: "
+            f"{number.value}` and then a key `{key.value}`",
+            span,
+            help=Help.of(
+                Clause("write a decimal point: {}", Values((), (meant,), action=TEXT, span=span)),
+                otherwise="write a decimal point",
+            ),
+        )
+        self.refused.add((*path, name))
+        return True
 
     def _scalar(self, node: yaml.Node, path: YamlPath) -> Any:
         tag = node.tag
