@@ -59,6 +59,7 @@ def test_json_format_is_a_list_of_records():
         "code",
         "message",
         "help",
+        "fixes",
     }
     assert records[0]["code"] == "E300" and records[0]["line"] == 7
 

@@ -7,6 +7,7 @@ of the layer that reads them, token types below their count, masks of 0 and 1.
 
 from __future__ import annotations
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import B, Running, split
 from specc.lower.mesh import PLACEMENT
 from specc.lower.reporter import Reporter
@@ -174,7 +175,13 @@ class Inputs:
                     "E316",
                     f"global_batch {training.global_batch} is not {product}",
                     ("training", "global_batch"),
-                    help=f"set global_batch: {expected}, or change the others",
+                    help=Help.of(
+                        Clause(
+                            "set global_batch: {}",
+                            Values(("training", "global_batch"), (expected,)),
+                        ),
+                        "change the others",
+                    ),
                 )
             batch = self.spec.inputs[0].shape[0]
             if batch != expected:
@@ -183,8 +190,15 @@ class Inputs:
                     f"the batch of input `{self.spec.inputs[0].name}` is {batch}, but a "
                     f"training step takes {product}",
                     ("inputs", 0, "shape", 0),
-                    help=f"make the batch {expected}: the training graph cuts it into "
-                    f"{accumulation} micro-batches",
+                    help=Help.of(
+                        Clause(
+                            "make the batch {}: the training graph cuts it into "
+                            f"{accumulation} micro-batches",
+                            Values(("inputs", 0, "shape", 0), (expected,)),
+                        ),
+                        otherwise=f"the training graph cuts the batch into {accumulation} "
+                        "micro-batches",
+                    ),
                 )
         if pipeline > 1 and accumulation < pipeline:
             where = ("training", "accumulation") if training else ("parallel", "pipeline")
@@ -193,6 +207,12 @@ class Inputs:
                 f"{accumulation} micro-batch(es) per step cannot fill a {pipeline}-stage "
                 f"pipeline; stages will wait for each other",
                 where,
-                help=f"set training.accumulation to {pipeline} or more",
+                help=Help.of(
+                    Clause(
+                        "set training.accumulation to {} or more",
+                        Values(("training", "accumulation"), (pipeline,)),
+                    ),
+                    otherwise="accumulate at least as many micro-batches as there are stages",
+                ),
             )
         return accumulation

@@ -37,7 +37,7 @@ _GITHUB = re.compile(r"::(error|warning) file=[^,]*,line=\d+,col=\d+,endLine=\d+
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # How pydantic words its errors; specc translates them into its own messages.
 _PYDANTIC = re.compile(r"\bshould (be|have)\b|after validation|Input should|Field required")
-RECORD_KEYS = {"file", "line", "column", "end", "severity", "code", "message", "help"}
+RECORD_KEYS = {"file", "line", "column", "end", "severity", "code", "message", "help", "fixes"}
 
 
 def source_lines(text: str) -> list[str]:
