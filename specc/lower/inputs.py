@@ -14,7 +14,10 @@ from specc.lower.reporter import Reporter
 from specc.lower.sbp import Constants, Grid
 from specc.plan import InputTensor, Loss, Shape
 from specc.source import YamlPath
-from specc.spec import Spec
+from specc.spec import Spec, walk_layers
+
+# The layer kinds whose output is a score per class, which a cross-entropy loss takes.
+SCORE_KINDS = ("linear", "lm_head")
 
 
 class Inputs:
@@ -154,10 +157,32 @@ class Inputs:
                 ("loss", "kind"),
             )
             return None
+        producer = self._output_layer()
+        if producer is not None and producer[1] not in SCORE_KINDS:
+            index, kind, name = producer
+            self.report.error(
+                "E306",
+                f"cross_entropy takes class scores, but the model's output comes from {kind} "
+                f"`{name}` ({self.report.where(('layers', index))}), which gives none",
+                ("loss", "kind"),
+                help="end the model with a `linear` giving one score per class, or an "
+                "`lm_head`; or name the layer that does in `outputs`",
+            )
+            return None
         classes = output.vocab or output.shape[-1]
         where = self.report.where(("loss",))
         labels = self._sample("labels", "int64", output.shape[:-1], classes, where)
         return Loss(self.spec.loss.kind, labels)
+
+    def _output_layer(self) -> tuple[int, str, str] | None:
+        """The top-level layer whose output the loss takes: index, kind and name."""
+        named = {ref.name: ref.path[1] for ref in walk_layers(self.spec) if len(ref.path) == 2}
+        outputs = self.spec.outputs
+        index = named.get(outputs[-1]) if outputs else len(self.spec.layers) - 1
+        if not isinstance(index, int):
+            return None
+        name = next(n for n, i in named.items() if i == index)
+        return index, self.spec.layers[index].kind, name
 
     def accumulation(self) -> int:
         """Check the batching of a training step; return the micro-batches per step."""
