@@ -118,6 +118,14 @@ def test_schema_check_passes_and_catches_drift(tmp_path):
     assert specc("schema", "--check", "--path", str(stale)).code == 1
 
 
+def test_schema_check_outside_the_repository_says_the_schema_is_missing(tmp_path):
+    run = specc("schema", "--check", cwd=tmp_path)
+    assert run.code == 2
+    assert "schemas/specc.schema.json does not exist" in run.stderr
+    assert "out of date" not in run.stderr
+    assert specc("schema", "--check", "--path", str(tmp_path), cwd=tmp_path).code == 2
+
+
 def test_codes_table_in_docs_is_current():
     assert codes.markdown_table() in (REPO / "docs" / "diagnostics.md").read_text()
 
