@@ -51,6 +51,7 @@ class Span:
 VALUE = "value"  # the value at the path becomes it (the key is added when absent)
 KEY = "key"  # the key at the path is renamed to it
 TEXT = "text"  # the text of `Values.span` is replaced by it (a string of YAML)
+SET = "set"  # the --set `Values.replaces` becomes `<size>=<it>`, the size named by the path
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Values:
     action: str = VALUE
     labels: tuple[str, ...] | None = None
     span: Span | None = None  # for TEXT: the text replaced
+    replaces: str | None = None  # for SET: the --set argument (name=value) replaced
 
     def label(self, index: int) -> str:
         if self.labels is not None:
@@ -91,7 +93,7 @@ class Clause:
 
 @dataclass(frozen=True)
 class Help:
-    """A help text made of clauses joined by `joiner` ("a, or b").
+    """A help text: `lead`, then clauses joined by `joiner` ("a, or b").
 
     A clause offering values is shown with those of its values that work, and left out
     when none does; `otherwise` is shown when nothing is left.
@@ -100,11 +102,18 @@ class Help:
     clauses: tuple[Clause, ...]
     joiner: str = ", or "
     otherwise: str | None = None
+    lead: str = ""
 
     @classmethod
-    def of(cls, *parts: str | Clause, joiner: str = ", or ", otherwise: str | None = None) -> Help:
+    def of(
+        cls,
+        *parts: str | Clause,
+        joiner: str = ", or ",
+        otherwise: str | None = None,
+        lead: str = "",
+    ) -> Help:
         clauses = tuple(Clause(p) if isinstance(p, str) else p for p in parts)
-        return cls(clauses, joiner, otherwise)
+        return cls(clauses, joiner, otherwise, lead)
 
     def values(self) -> list[Values]:
         return [c.values for c in self.clauses if c.values is not None]
@@ -122,7 +131,8 @@ class Help:
         for clause in self.clauses:
             values = clause.values
             if values is None:
-                shown.append(clause.text)
+                if "{}" not in clause.text:
+                    shown.append(clause.text)
                 continue
             labels = (
                 values.label(i) if label is None else label(values, i)
@@ -131,7 +141,7 @@ class Help:
             kept = [text for text in labels if text is not None]
             if kept:
                 shown.append(clause.text.replace("{}", _join(kept, values.separator)))
-        return self.joiner.join(shown) if shown else self.otherwise
+        return self.lead + self.joiner.join(shown) if shown else self.otherwise
 
 
 def _join(items: list[str], separator: str) -> str:
@@ -171,6 +181,7 @@ class Edit:
     text: str
     span: Span | None = None
     override: str | None = None
+    replaces: str | None = None  # the --set argument it replaces (default: the size's own)
 
 
 @dataclass(frozen=True)

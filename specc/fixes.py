@@ -32,6 +32,7 @@ from typing import Any
 
 from specc.diagnostics import (
     KEY,
+    SET,
     TEXT,
     Diagnostic,
     Diagnostics,
@@ -177,6 +178,17 @@ class _Trial:
             if values.span is None:
                 return None
             return (Edit(path, value, str(value), values.span),)
+        if values.action == SET:
+            name = str(path[-1])
+            return (
+                Edit(
+                    path,
+                    value,
+                    f"{name}={_scalar_text(value)}",
+                    override=name,
+                    replaces=values.replaces,
+                ),
+            )
         if self.document is None:
             return None
         if values.action == KEY:
@@ -271,8 +283,12 @@ class _Trial:
         overrides = list(self.overrides)
         for edit in edits:
             if edit.override is not None:
-                overrides = [o for o in overrides if o.partition("=")[0].strip() != edit.override]
-                overrides.append(f"{edit.override}={_scalar_text(edit.value)}")
+                overrides = [
+                    o
+                    for o in overrides
+                    if o.partition("=")[0].strip() != edit.override and o != edit.replaces
+                ]
+                overrides.append(edit.text)
         outcome = self.check(text, overrides)
         before = Counter(_key(d) for d in self.baseline)
         errors_before = Counter(_key(d) for d in self.baseline if d.severity is Severity.ERROR)

@@ -112,7 +112,9 @@ def _fix(fix: Fix) -> dict[str, object]:
 def _edit(edit: Edit) -> dict[str, object]:
     record: dict[str, object] = {"path": path_text(edit.path), "value": edit.value}
     if edit.override is not None:
-        record["set"] = f"{edit.override}={edit.text.partition('=')[2]}"
+        record["set"] = edit.text
+        if edit.replaces is not None:
+            record["replaces"] = edit.replaces
         return record
     assert edit.span is not None
     span = edit.span

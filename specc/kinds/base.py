@@ -156,6 +156,7 @@ class Table:
     vocab: int
     padded: int
     hidden: int
+    path: YamlPath | None = None  # where the embedding is in the spec
 
 
 @dataclass(frozen=True)

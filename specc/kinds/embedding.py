@@ -71,7 +71,7 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
     padded = padded_vocabulary(ctx, vocab, layer.pad_vocab_to_multiple_of)
     if x.dtype == "int64":
         ctx.sample_ids_below(vocab)
-    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden))
+    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden, ctx.path))
     after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
     return Lowered(
         Call("VocabParallelEmbedding", (padded, layer.hidden), init_kwargs(ctx.init_std)),

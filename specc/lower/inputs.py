@@ -115,7 +115,10 @@ class Inputs:
                 f"input `{item.name}` has split `{item.split}` but `{first.name}` has "
                 f"`{first.split}`; inputs with different splits are not supported",
                 (*path, "split"),
-                help=f"write `split: {first.split}`",
+                help=Help.of(
+                    Clause("write `split: {}`", Values((*path, "split"), (first.split,))),
+                    otherwise="give every input the same split",
+                ),
             )
         high = self.high.get(item.name, 2) if item.dtype == "int64" else None
         return self._sample(item.name, item.dtype, shape, high, self.report.where(path))

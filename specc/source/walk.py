@@ -150,11 +150,23 @@ class Walker:
             if tag not in _KEY_TAGS:
                 continue  # a refused tag, already reported
             if not isinstance(key, str):
+                quoted = f'"{key_node.value}"'
                 self._error(
                     "E108",
                     f"mapping key {key_node.value!r} is not a string",
                     key_marks,
-                    help=f'quote it to make it a string: "{key_node.value}"',
+                    help=Help.of(
+                        Clause(
+                            "quote it to make it a string: {}",
+                            Values(
+                                (*path, "<key>"),
+                                (quoted,),
+                                action=TEXT,
+                                span=_span(self.file, key_marks),
+                            ),
+                        ),
+                        otherwise="keys are names, written before the colon (`name: value`)",
+                    ),
                 )
                 continue
             if key in first_seen:
@@ -247,7 +259,7 @@ class Walker:
     def _span(self, node: yaml.Node) -> Span:
         return _span(self.file, _marks(node))
 
-    def _error(self, code: str, message: str, marks: Marks, help: str | None = None) -> None:
+    def _error(self, code: str, message: str, marks: Marks, help: str | Help | None = None) -> None:
         self.diagnostics.error(code, message, _span(self.file, marks), help=help)
 
 

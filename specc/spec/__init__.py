@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from specc import names
-from specc.diagnostics import Diagnostic, Diagnostics, Span
+from specc.diagnostics import Clause, Diagnostic, Diagnostics, Help, Span, Values
 from specc.source import Document, YamlPath
 from specc.spec.errors import report_validation_error
 from specc.spec.models import (
@@ -241,7 +241,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
             "E207",
             f"{names.shown(spec.name)} cannot be a package name: {problem}",
             document.span(("name",)),
-            help=f"try `{names.suggest_identifier(spec.name, package=True)}`",
+            help=_try_name(("name",), names.suggest_identifier(spec.name, package=True)),
         )
     seen: dict[tuple[YamlPath, str], YamlPath] = {}
     top: YamlPath = ("layers",)
@@ -256,7 +256,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 "E207",
                 f"{names.shown(name)} cannot be a name in generated code: {problem}",
                 document.span(path),
-                help=f"try `{names.suggest_identifier(name)}`",
+                help=_try_name(path, names.suggest_identifier(name)),
             )
             continue
         if (scope, name) in seen:
@@ -269,6 +269,13 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
             )
         seen.setdefault((scope, name), path if written else path[:-1])
     _check_body_classes(refs, document, diagnostics)
+
+
+def _try_name(path: YamlPath, suggestion: str) -> Help:
+    return Help.of(
+        Clause("try `{}`", Values(path, (suggestion,))),
+        otherwise="a lower-case identifier of at most 32 characters, not a Python keyword",
+    )
 
 
 def _check_body_classes(refs: list[LayerRef], document: Document, diagnostics: Diagnostics) -> None:
@@ -288,5 +295,11 @@ def _check_body_classes(refs: list[LayerRef], document: Document, diagnostics: D
             f"repeats `{first.name}` (at {where.line}:{where.column}) and `{ref.name}` would "
             f"both generate the class `{cls}`",
             document.span((*ref.path, "name") if ref.written else ref.path),
-            help=f"rename one of them, e.g. `{names.distinct_name(ref.name, taken)}`",
+            help=Help.of(
+                Clause(
+                    "rename one of them, e.g. `{}`",
+                    Values((*ref.path, "name"), (names.distinct_name(ref.name, taken),)),
+                ),
+                otherwise="rename one of them",
+            ),
         )

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from specc.diagnostics import Diagnostics
+from specc.diagnostics import SET, Clause, Diagnostics, Help, Values
 from specc.kinds.base import MAX_SIZE
 from specc.source import Document, YamlPath
 
@@ -107,18 +107,15 @@ def _apply_overrides(
                 "E210",
                 f"--set {text}: an override is written name=value",
                 where,
-                help="for example: --set hidden=64",
+                help="write it as --set <name>=<integer>",
             )
             continue
         if name not in sizes:
-            close = difflib.get_close_matches(name, list(sizes), n=1)
-            known = ", ".join(sizes) or "none"
-            hint = f"did you mean `{close[0]}`? " if close else ""
             out.error(
                 "E210",
                 f"--set {text}: the spec has no size `{name}`",
                 where,
-                help=f"{hint}sizes of this spec: {known}",
+                help=_size_name_help(name, value, text, sizes),
             )
             continue
         try:
@@ -133,6 +130,23 @@ def _apply_overrides(
             continue
         applied[name] = f"{name}={sizes[name]} from --set"
     return applied
+
+
+def _size_name_help(name: str, value: str, text: str, sizes: dict[str, Any]) -> str | Help:
+    """The sizes there are, and the override meant, when its value is a whole number."""
+    known = f"sizes of this spec: {', '.join(sizes) or 'none'}"
+    close = difflib.get_close_matches(name, list(sizes), n=1)
+    number = value.strip()
+    if not close or not (number.isascii() and number.isdigit()):
+        return known
+    meant = f"--set {close[0]}={int(number)}"
+    return Help.of(
+        Clause(
+            f"did you mean `{{}}`? {known}",
+            Values(("sizes", close[0]), (int(number),), action=SET, replaces=text, labels=(meant,)),
+        ),
+        otherwise=known,
+    )
 
 
 def _walk(value: Any, path: YamlPath, context: _Context) -> Any:

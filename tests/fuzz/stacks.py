@@ -397,7 +397,7 @@ def draw_stack(ch: Chooser, limits: Limits, *, package: str | None = None) -> St
     scores = bool(layers + tail) and (layers + tail)[-1].kind in SCORE_KINDS
     draft = StackDraft(
         package, ch.pick(limits.devices), parallel, builder.inputs, input_split, layers + tail,
-        loss=scores and ch.chance(40), training=training,
+        loss=ch.chance(40) and scores, training=training,
     )  # fmt: skip
     _fill_stages(ch, draft, pipeline, len(layers), middle)
     for node in draft.nodes():
