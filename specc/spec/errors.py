@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from specc import kinds, names
 from specc.diagnostics import KEY, TEXT, Clause, Diagnostics, Help, Values, show_value
 from specc.source import Document, YamlPath
-from specc.spec.models import LAYER_KINDS
+from specc.spec.models import LAYER_KINDS, Spec
 
 _TYPE_WORDS = {
     "int_type": "an integer",
@@ -204,14 +204,14 @@ def _misspelled(error: _Error, key: str, mapping: YamlPath, document: Document) 
 def _misplaced(error: _Error, key: str, mapping: YamlPath, document: Document) -> _Report:
     path = error.path
     owner = _describe(mapping)
-    under = str(path[-2])
+    under = _describe(path[:-1])
     message = (
-        f"unknown key `{key}` in {_describe(path[:-1])}: it is the missing `{key}` of "
-        f"{owner}, indented under `{under}`"
+        f"unknown key `{key}` in {under}: it is the missing `{key}` of {owner}, indented "
+        f"under {under}"
     )
-    help_ = f"move `{key}:` out of `{under}`, to where {owner}'s keys start"
+    help_ = f"move `{key}:` out of {under}, to where {owner}'s keys start"
     if not mapping:
-        help_ = f"move `{key}:` out of `{under}`, to the left margin"
+        help_ = f"move `{key}:` out of {under}, to the left margin"
 
     def report(out: Diagnostics) -> None:
         out.error("E200", message, document.span(path, key=True), help_)
@@ -226,26 +226,8 @@ def _report_one(
     ctx = item.get("ctx") or {}
     where = _describe(path)
     found = _show(item.get("input"))
-    if kind == "extra_forbidden" and _glued_colon(str(path[-1])) is not None:
-        _report_glued_colon(path, document, out)
-    elif kind == "extra_forbidden":
-        key = str(path[-1])
-        valid = sorted(model.model_fields) if model else []
-        close = _closest_key(key, valid)
-        listing = "valid keys: " + ", ".join(valid) if valid else None
-        help_: str | Help | None = listing
-        if close:
-            shown = f" ({listing})" if listing else ""
-            help_ = Help.of(
-                Clause("did you mean `{}`?" + shown, Values(path, (close,), action=KEY)),
-                otherwise=listing,
-            )
-        out.error(
-            "E200",
-            f"unknown key `{key}` in {_describe(path[:-1])}",
-            document.span(path, key=True),
-            help_,
-        )
+    if kind == "extra_forbidden":
+        _report_unknown_key(item, path, model, document, out)
     elif kind == "missing":
         key = str(path[-1])
         out.error("E201", f"{_describe(path[:-1])} is missing `{key}`", document.span(path[:-1]))
@@ -276,7 +258,7 @@ def _report_one(
             if isinstance(given, bool):
                 hint = "YAML reads yes/no/on/off as true/false; quote the word; "
             rule = f"use one of: {expected}"
-            help_ = hint + rule
+            help_: str | Help = hint + rule
             if likely:
                 help_ = Help.of(
                     Clause(hint + "did you mean `{}`? " + rule, Values(path, (likely,))),
@@ -307,6 +289,18 @@ def _report_one(
         out.error("E202", f"{where}: {item['msg']}", document.span(path))
 
 
+def _home(item: Any, path: YamlPath, document: Document) -> YamlPath | None:
+    """The mapping above the one holding unknown key `path[-1]` whose key it is, and which
+    does not have it, if one is: a key indented under the key before it."""
+    chain: list[tuple[YamlPath, type[BaseModel]]] = []
+    _locate(Spec, tuple(item["loc"]), chain)
+    key = str(path[-1])
+    for mapping, model in reversed(chain[:-1]):
+        if len(mapping) < len(path) - 1 and key in model.model_fields:
+            return None if (*mapping, key) in document.key_spans else mapping
+    return None
+
+
 def _glued_colon(key: str) -> tuple[str, str] | None:
     """`kind:relu`, a key and its value without the space YAML needs after the colon."""
     match = re.fullmatch(r"([A-Za-z_]\w*):(\S.*)", key)
@@ -328,6 +322,45 @@ def _report_glued_colon(path: YamlPath, document: Document, out: Diagnostics) ->
             Clause("write `{}`", Values(path, (meant,), action=TEXT, span=span)),
             otherwise=f"write `{meant}`",
         ),
+    )
+
+
+def _report_unknown_key(
+    item: Any, path: YamlPath, model: type[BaseModel] | None, document: Document, out: Diagnostics
+) -> None:
+    """E200: a key the mapping does not have; a glued colon, a key of a mapping above it
+    (indented under the key before it), or a misspelling."""
+    key = str(path[-1])
+    if _glued_colon(key) is not None:
+        _report_glued_colon(path, document, out)
+        return
+    home = _home(item, path, document)
+    if home is not None:
+        under = _describe(path[:-1])
+        to = "to the left margin" if not home else f"to where {_describe(home)}'s keys start"
+        out.error(
+            "E200",
+            f"unknown key `{key}` in {under}: it is a key of {_describe(home)}, indented under "
+            f"{under}",
+            document.span(path, key=True),
+            f"move `{key}:` out of {under}, {to}",
+        )
+        return
+    valid = sorted(model.model_fields) if model else []
+    close = _closest_key(key, valid)
+    listing = "valid keys: " + ", ".join(valid) if valid else None
+    help_: str | Help | None = listing
+    if close:
+        shown = f" ({listing})" if listing else ""
+        help_ = Help.of(
+            Clause("did you mean `{}`?" + shown, Values(path, (close,), action=KEY)),
+            otherwise=listing,
+        )
+    out.error(
+        "E200",
+        f"unknown key `{key}` in {_describe(path[:-1])}",
+        document.span(path, key=True),
+        help_,
     )
 
 
@@ -549,8 +582,15 @@ def _describe(path: YamlPath) -> str:
     return f"`{text}`"
 
 
-def _locate(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[YamlPath, type[BaseModel] | None]:
-    """Walk `loc` through the models; return the YAML path and the model owning its last key."""
+def _locate(
+    root: type[BaseModel],
+    loc: tuple[Any, ...],
+    chain: list[tuple[YamlPath, type[BaseModel]]] | None = None,
+) -> tuple[YamlPath, type[BaseModel] | None]:
+    """Walk `loc` through the models; return the YAML path and the model owning its last key.
+
+    `chain`, if given, receives each mapping on the way with its model.
+    """
     path: list[str | int] = []
     annotation: Any = root
     owner: type[BaseModel] | None = root
@@ -558,6 +598,8 @@ def _locate(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[YamlPath, type
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             owner = annotation
+            if chain is not None:
+                chain.append((tuple(path), annotation))
             field = annotation.model_fields.get(str(part))
             path.append(part)
             annotation = field.annotation if field else None
