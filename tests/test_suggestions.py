@@ -45,7 +45,8 @@ def apply(text: str, arguments: list[str], edits: list[dict]) -> tuple[str, list
     for edit in edits:
         if "set" in edit:
             name = edit["set"].partition("=")[0]
-            arguments = [*_without_override(arguments, name), "--set", edit["set"]]
+            kept = _without_override(arguments, name, edit.get("replaces"))
+            arguments = [*kept, "--set", edit["set"]]
             continue
         start = offset(text, edit["line"], edit["column"])
         end = offset(text, edit["end"]["line"], edit["end"]["column"])
@@ -57,11 +58,13 @@ def apply(text: str, arguments: list[str], edits: list[dict]) -> tuple[str, list
     return text, arguments, sorted(ranges)
 
 
-def _without_override(arguments: list[str], name: str) -> list[str]:
+def _without_override(arguments: list[str], name: str, replaces: str | None) -> list[str]:
+    """`arguments` without the --set of size `name`, nor the one `replaces` names."""
     out: list[str] = []
     index = 0
     while index < len(arguments):
-        if arguments[index] == "--set" and arguments[index + 1].partition("=")[0] == name:
+        given = arguments[index + 1] if index + 1 < len(arguments) else ""
+        if arguments[index] == "--set" and (given.partition("=")[0] == name or given == replaces):
             index += 2
             continue
         out.append(arguments[index])

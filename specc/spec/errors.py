@@ -545,7 +545,7 @@ def _sizes_help(value: Any) -> str | Help:
             ),
             otherwise="write the sizes as a mapping, without `-`",
         )
-    return "`sizes:` names each size: `sizes: {hidden: 768, heads: 12}`"
+    return "`sizes:` is a mapping of names to sizes, as in `sizes: {hidden: ..., heads: ...}`"
 
 
 _YAML11_EXPONENT = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
