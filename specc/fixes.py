@@ -216,7 +216,7 @@ class _Trial:
         if raw is _MISSING:
             return self._insertion(path, value)
         expression = reference(raw)
-        if expression is not None:
+        if expression is not None and reference(value) is None:
             used = references(expression) or set()
             if len(used) != 1:
                 return None

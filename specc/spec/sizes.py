@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from specc.diagnostics import SET, Clause, Diagnostics, Help, Values
+from specc.diagnostics import KEY, SET, Clause, Diagnostics, Help, Values
 from specc.kinds.base import MAX_SIZE
 from specc.source import Document, YamlPath
 
@@ -56,6 +56,7 @@ def resolve(
     unresolved: set[YamlPath] = set()
     context = _Context(sizes, unsound, written is not None, document, diagnostics, unresolved)
     resolved = _walk(data, (), context)
+    _report_unknown(context)
     refused = document.refused | unresolved
     values = {name: sizes[name] for name in overridden}
     return dataclasses.replace(document, data=resolved, refused=refused), values
@@ -92,6 +93,9 @@ class _Context:
     document: Document
     out: Diagnostics
     unresolved: set[YamlPath]
+    used: set[str] = dataclasses.field(default_factory=set)  # size names references use
+    # References to a size the spec does not have: (path, expression, the name).
+    unknown: list[tuple[YamlPath, str, str]] = dataclasses.field(default_factory=list)
 
 
 def _apply_overrides(
@@ -164,8 +168,14 @@ def _walk(value: Any, path: YamlPath, context: _Context) -> Any:
     try:
         tree = ast.parse(expression, mode="eval").body
         used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        context.used |= used
         if used & context.unsound or (context.has_sizes and not context.sizes and used):
             # The cause is `sizes:` itself, which the schema reports where it is.
+            context.unresolved.add(path)
+            return value
+        unknown = sorted(used - set(context.sizes))
+        if unknown:
+            context.unknown.append((path, expression, unknown[0]))
             context.unresolved.add(path)
             return value
         result = _evaluate(tree, context.sizes)
@@ -180,6 +190,59 @@ def _walk(value: Any, path: YamlPath, context: _Context) -> Any:
         context.unresolved.add(path)
         return value
     return result
+
+
+def _report_unknown(context: _Context) -> None:
+    """References to sizes the spec does not have: each where it is, unless a size nothing
+    uses is spelled like it, which is then the one mistake, reported at that size."""
+    sizes, document, out = context.sizes, context.document, context.out
+    unused = [name for name in sizes if name not in context.used]
+    misspelled: dict[str, str] = {}
+    for name in dict.fromkeys(name for _, _, name in context.unknown):
+        close = difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
+        if (
+            close
+            and close[0] not in misspelled.values()
+            and ("sizes", close[0]) in document.key_spans
+        ):
+            misspelled[name] = close[0]
+    for wanted, written in misspelled.items():
+        lines = sorted({document.span(p).line for p, _, n in context.unknown if n == wanted})
+        where = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        line_word = "line" if len(lines) == 1 else "lines"
+        out.error(
+            "E211",
+            f"size `{written}` is used nowhere, but `{wanted}`, which the spec does not have, "
+            f"is ({line_word} {where})",
+            document.span(("sizes", written), key=True),
+            help=Help.of(
+                Clause("rename it `{}`", Values(("sizes", written), (wanted,), action=KEY)),
+                otherwise=f"name it `{wanted}`, or refer to `{written}`",
+            ),
+        )
+    known = ", ".join(sizes) or "none (add a `sizes:` mapping)"
+    for path, expression, name in context.unknown:
+        if name in misspelled:
+            continue
+        close = difflib.get_close_matches(name, list(sizes), n=1)
+        rule = f"sizes: {known}; expressions may use + - * // and parentheses"
+        meant = re.sub(rf"\b{re.escape(name)}\b", close[0], expression) if close else ""
+        out.error(
+            "E211",
+            f"cannot resolve `${{{expression}}}`: no size named `{name}`",
+            document.span(path),
+            help=Help.of(
+                Clause(
+                    f"did you mean `{{}}`? {rule}",
+                    Values(
+                        path,
+                        ("${" + meant + "}",) if close else (),
+                        labels=("${" + meant + "}",) if close else (),
+                    ),
+                ),
+                otherwise=rule,
+            ),
+        )
 
 
 def references(expression: str) -> set[str] | None:
