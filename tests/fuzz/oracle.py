@@ -88,6 +88,12 @@ def diagnostic_problems(
     return problems
 
 
+def first_error(as_json: Run) -> dict | None:
+    """The error `--format json` lists first (records are in file order)."""
+    errors = [r for r in json.loads(as_json.stdout) if r["severity"] == "error"]
+    return errors[0] if errors else None
+
+
 def _record_problems(records: list, shown: str, lines: list[str]) -> list[str]:
     problems = []
     for record in records:
