@@ -92,16 +92,18 @@ def attribute(
     check: Checker,
 ) -> None:
     """Say, in each diagnostic's message, which --set overrides it depends on."""
-    notes: dict[int, list[str]] = {}
+    notes: dict[int, list[str]] = {}  # name=value of each override a diagnostic depends on
     for name, value in applied.items():
         without = [o for o in overrides if o.partition("=")[0].strip() != name]
         outcome = check(text, without)
         there = {(d.code, d.span, d.message) for d in outcome.diagnostics}
         for index, item in enumerate(diagnostics.items):
             if (item.code, item.span, item.message) not in there:
-                notes.setdefault(index, []).append(f"{name}={value} from --set")
+                notes.setdefault(index, []).append(f"{name}={value}")
     diagnostics.items = [
-        dataclasses.replace(d, message=f"{d.message} ({', '.join(notes[i])})") if i in notes else d
+        dataclasses.replace(d, message=f"{d.message} ({', '.join(notes[i])} from --set)")
+        if i in notes
+        else d
         for i, d in enumerate(diagnostics.items)
     ]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from specc.diagnostics import TEXT, Clause, Diagnostics, Help, Span, Values
 
@@ -175,7 +175,9 @@ class Walker:
                     "E101",
                     f"duplicate key `{key}` (first given at {line + 1}:{column + 1})",
                     key_marks,
-                    help="YAML keeps only one of them; remove or rename one",
+                    help=f"YAML keeps only one `{key}:`; merge the two into one, or remove one"
+                    if isinstance(value_node, MappingNode | SequenceNode)
+                    else "YAML keeps only one of them; remove or rename one",
                 )
                 # Which one was meant is not known: later stages stay quiet about both.
                 self.refused.add((*path, key))
