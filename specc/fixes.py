@@ -16,12 +16,14 @@ values works.
 without each override, and a diagnostic that then goes away or changes came, directly
 or through an expression, from that override.
 
-A file gets at most `MAX_CHECKS` checks for its suggestions (in file order), so a spec
+A file gets at most `MAX_CHECKS` checks for its suggestions (in file order), fewer when
+it is longer than `SHORT_TEXT` (a check costs as much as the file is long), so a spec
 with many errors stays quick to validate; values left untried are not offered.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import re
@@ -48,6 +50,7 @@ from specc.spec import Unchecked
 from specc.spec.sizes import evaluate, reference, references
 
 MAX_CHECKS = 60  # checks of suggestions per file
+SHORT_TEXT = 16 * 1024  # characters of a file that gets them all (a zoo spec has 5,000)
 MAX_CANDIDATES = 12  # values tried per offer
 MESH_AXES = ("data", "tensor", "pipeline")
 
@@ -129,11 +132,14 @@ class _Trial:
         self.unchecked = unchecked
         self.check = check
         self.checks = 0
+        self.budget = MAX_CHECKS * min(1.0, SHORT_TEXT / max(1, len(text)))
         data = document.data if document is not None else None
         written = data.get("sizes") if isinstance(data, dict) else None
         self.sizes: dict[str, Any] = dict(written) if isinstance(written, dict) else {}
         self.sizes.update(applied)
         self.offsets = _Offsets(text)
+        self.before = Counter(_key(d) for d in baseline)
+        self.errors_before = Counter(_key(d) for d in baseline if d.severity is Severity.ERROR)
 
     def settle(self, item: Diagnostic) -> Diagnostic:
         offered = item.offered
@@ -157,7 +163,7 @@ class _Trial:
 
     def _try(self, item: Diagnostic, values: Values, index: int) -> Fix | None:
         edits = self._edits(values, index)
-        if edits is None or self.checks >= MAX_CHECKS:
+        if edits is None or self.checks >= self.budget:
             return None
         self.checks += 1
         if not self._works(item, edits):
@@ -292,8 +298,7 @@ class _Trial:
                 ]
                 overrides.append(edit.text)
         outcome = self.check(text, overrides)
-        before = Counter(_key(d) for d in self.baseline)
-        errors_before = Counter(_key(d) for d in self.baseline if d.severity is Severity.ERROR)
+        before, errors_before = self.before, self.errors_before
         after: Counter[tuple[str, int]] = Counter()
         new_errors: list[Diagnostic] = []
         for found in outcome.diagnostics:
@@ -332,12 +337,7 @@ class _Offsets:
         return min(len(self.text), self.starts[line - 1] + column - 1 + skip)
 
     def position(self, offset: int) -> tuple[int, int]:
-        line = 1
-        for number, start in enumerate(self.starts, 1):
-            if start <= offset:
-                line = number
-            else:
-                break
+        line = max(1, bisect.bisect_right(self.starts, offset))
         skip = self.bom if line == 1 else 0
         return line, offset - self.starts[line - 1] + 1 - skip
 
