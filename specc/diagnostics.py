@@ -249,15 +249,6 @@ class Diagnostics:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity is Severity.WARNING]
 
-    def annotate(self, notes: dict[Span, str]) -> None:
-        """Say where a value came from (an override) in every diagnostic located on it."""
-        self.items = [
-            dataclasses.replace(d, message=f"{d.message} ({notes[d.span]})")
-            if d.span in notes
-            else d
-            for d in self.items
-        ]
-
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.items, key=lambda d: d.sort_key)
 
