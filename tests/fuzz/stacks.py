@@ -531,6 +531,10 @@ class _MistakeStream:
     def non_multiple(self) -> int:
         return non_multiple(self.ch, self.tensor)
 
+    def vocab(self) -> int:
+        """A vocabulary size (lm_head's `tied_and_untied` gives a tied head one)."""
+        return self.ch.integer(2, 64)
+
 
 _KIND_MISTAKES = tuple(
     _kind_mistake(kind, mistake)
