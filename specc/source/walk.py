@@ -28,6 +28,8 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 YamlPath = tuple[str | int, ...]
+# The line breaks YAML counts.
+_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 # A node's start and end as YAML marks them: line and column from 0.
 Marks = tuple[int, int, int, int]
 
@@ -76,6 +78,7 @@ class Walker:
     def __init__(self, file: str, diagnostics: Diagnostics, text: str = "") -> None:
         self.file = file
         self.text = text  # for the characters between nodes
+        self._lines: list[str] | None = None
         self.diagnostics = diagnostics
         self.values: dict[YamlPath, Marks] = {}
         self.keys: dict[YamlPath, Marks] = {}
@@ -189,6 +192,13 @@ class Walker:
             previous = (key, value_node)
         return result
 
+    def _character(self, line: int, column: int) -> str:
+        """The character at a position as YAML marks it (from 0; a BOM takes no column)."""
+        if self._lines is None:
+            self._lines = _LINE_BREAKS.split(self.text.removeprefix("\ufeff"))
+        text = self._lines[line] if line < len(self._lines) else ""
+        return text[column : column + 1]
+
     def _decimal_comma(
         self, path: YamlPath, previous: tuple[str, yaml.Node], key: yaml.Node, value: yaml.Node
     ) -> bool:
@@ -203,8 +213,9 @@ class Walker:
             and value.value == ""
             and re.fullmatch(r"[+-]?\d+", number.value)
             and re.fullmatch(r"\d[\w.+-]*", key.value)
-            and number.end_mark.index + 1 == key.start_mark.index
-            and self.text[number.end_mark.index : key.start_mark.index] == ","
+            and number.end_mark.line == key.start_mark.line
+            and number.end_mark.column + 1 == key.start_mark.column
+            and self._character(number.end_mark.line, number.end_mark.column) == ","
         ):
             return False
         written = f"{number.value},{key.value}"

@@ -185,10 +185,9 @@ def _sound_part(
     except ValidationError:
         return nothing
     unchecked = Unchecked(tuple(regions), frozenset(codes))
-    if scope == "all":
-        names = Diagnostics()
-        _check_names(spec, document, names)
-        out.items += [d for d in names.items if not unchecked.covers(d)]
+    checked = Diagnostics()  # the layers stood in for are not named
+    _check_names(spec, document, checked, layers=scope == "all")
+    out.items += [d for d in checked.items if not unchecked.covers(d)]
     return Parsed(spec, applied, unchecked, scope)
 
 
@@ -234,7 +233,10 @@ def walk_layers(spec: Spec) -> list[LayerRef]:
     return found
 
 
-def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> None:
+def _check_names(
+    spec: Spec, document: Document, diagnostics: Diagnostics, *, layers: bool = True
+) -> None:
+    """The package name, and the names of the inputs and (with `layers`) the layers."""
     problem = names.identifier_problem(spec.name, package=True)
     if problem:
         diagnostics.error(
@@ -245,7 +247,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
         )
     seen: dict[tuple[YamlPath, str], YamlPath] = {}
     top: YamlPath = ("layers",)
-    refs = walk_layers(spec)
+    refs = walk_layers(spec) if layers else []
     named: list[tuple[YamlPath, str, bool, YamlPath]] = [
         (("inputs", i, "name"), item.name, True, top) for i, item in enumerate(spec.inputs)
     ]
@@ -268,7 +270,8 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 help="give each input and layer its own `name`",
             )
         seen.setdefault((scope, name), path if written else path[:-1])
-    _check_body_classes(refs, document, diagnostics)
+    if layers:
+        _check_body_classes(refs, document, diagnostics)
 
 
 def _try_name(path: YamlPath, suggestion: str) -> Help:
