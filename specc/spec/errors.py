@@ -88,7 +88,11 @@ def report_validation_error(
     """
     errors = []
     for item in error.errors(include_url=False):
-        path, model = _locate(root, tuple(item["loc"]))
+        branches: list[tuple[YamlPath, Any]] = []
+        path, model = _locate(root, tuple(item["loc"]), branches=branches)
+        # A value of `str | TensorSource` fails as each; report what it is written as.
+        if any(not _written_as(m, _value_at(document.data, p)) for p, m in branches):
+            continue
         errors.append(_Error(item, path, model))
     folded = _fold(errors, document)
     for index, error_ in enumerate(errors):
@@ -164,6 +168,17 @@ def _misspelling(
     if len(spelled) == 1 and missing == 1 and not written:
         return next(iter(spelled))  # one key missing, one unknown: the one is the other
     return None
+
+
+def _value_at(data: Any, path: YamlPath) -> Any:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _normal(key: str) -> str:
@@ -278,6 +293,8 @@ def _report_one(
         limit = "at least" if kind == "too_short" else "at most"
         items = "item" if length == 1 else "items"
         out.error("E209", f"{where} must hold {limit} {length} {items}", document.span(path))
+    elif kind in _TYPE_WORDS and item.get("input") is None and _glued_colon(str(path[-1])):
+        _report_glued_colon(path, document, out)  # `sizes: {hidden = 64}`: a key, no value
     elif kind in _TYPE_WORDS:
         out.error(
             "E202",
@@ -302,8 +319,11 @@ def _home(item: Any, path: YamlPath, document: Document) -> YamlPath | None:
 
 
 def _glued_colon(key: str) -> tuple[str, str] | None:
-    """`kind:relu`, a key and its value without the space YAML needs after the colon."""
-    match = re.fullmatch(r"([A-Za-z_]\w*):(\S.*)", key)
+    """`kind:relu` (a key and its value without the space YAML needs after the colon), or
+    `kind = relu` (written with `=`): read as one key, without a value."""
+    match = re.fullmatch(r"([A-Za-z_]\w*):(\S.*)", key) or re.fullmatch(
+        r"([A-Za-z_]\w*)\s*=\s*(\S.*)", key
+    )
     return None if match is None else (match[1], match[2])
 
 
@@ -313,10 +333,14 @@ def _report_glued_colon(path: YamlPath, document: Document, out: Diagnostics) ->
     assert glued is not None
     meant = f"{glued[0]}: {glued[1]}"
     span = document.span(path, key=True)
+    why = "YAML needs a space after the colon of a key"
+    if "=" in written and ":" not in written:
+        why = "a key and its value are separated by `: `, not `=`"
     out.error(
-        "E200",
-        f"unknown key `{written}` in {_describe(path[:-1])}: YAML needs a space after the "
-        "colon of a key",
+        "E200" if path[:1] != ("sizes",) else "E202",
+        f"unknown key `{written}` in {_describe(path[:-1])}: {why}"
+        if path[:1] != ("sizes",)
+        else f"{_describe(path[:-1])} has a key `{written}` without a value: {why}",
         span,
         Help.of(
             Clause("write `{}`", Values(path, (meant,), action=TEXT, span=span)),
@@ -461,6 +485,11 @@ def _type_help(kind: str, value: Any, path: YamlPath, document: Document) -> str
             )
     if number and isinstance(value, str):
         return _number_help(kind, value.strip(), path, document)
+    if kind == "list_type" and isinstance(value, str):
+        items = re.fullmatch(r"[\[(]?\s*(\d+(?:\s*,\s*\d+)+)\s*[\])]?", value)
+        if items:
+            numbers = [int(n) for n in re.split(r"\s*,\s*", items[1])]
+            return _offer("write the list in square brackets: {}", path, numbers)
     if kind == "list_type" and isinstance(value, dict):
         glued = [k for k in value if isinstance(k, str) and re.fullmatch(r"-[A-Za-z_]\w*", k)]
         first: YamlPath = (*path, glued[0]) if glued else ()
@@ -586,10 +615,12 @@ def _locate(
     root: type[BaseModel],
     loc: tuple[Any, ...],
     chain: list[tuple[YamlPath, type[BaseModel]]] | None = None,
+    branches: list[tuple[YamlPath, Any]] | None = None,
 ) -> tuple[YamlPath, type[BaseModel] | None]:
     """Walk `loc` through the models; return the YAML path and the model owning its last key.
 
-    `chain`, if given, receives each mapping on the way with its model.
+    `chain`, if given, receives each mapping on the way with its model; `branches` each
+    member of a union (without a tag) the error is about, with the union's path.
     """
     path: list[str | int] = []
     annotation: Any = root
@@ -606,10 +637,18 @@ def _locate(
         elif typing.get_origin(annotation) is list and isinstance(part, int):
             path.append(part)
             annotation = typing.get_args(annotation)[0]
+        elif typing.get_origin(annotation) is dict:
+            path.append(part)
+            annotation = typing.get_args(annotation)[1]
         elif _is_union(annotation):
             tagged = _tagged_member(annotation, part)
+            member = _named_member(annotation, part)
             if tagged is not None:
                 annotation = tagged  # a discriminator tag: not part of the YAML path
+            elif member is not None:
+                annotation = member  # the member of `str | TensorSource` tried: no key either
+                if branches is not None:
+                    branches.append((tuple(path), member))
             else:
                 path.append(part)
                 annotation = None
@@ -631,6 +670,25 @@ def _unwrap(annotation: Any) -> Any:
 
 def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _named_member(annotation: Any, name: Any) -> Any:
+    """The member of a union pydantic names `name` in a loc (`str`, `TensorSource`)."""
+    for candidate in typing.get_args(annotation):
+        member = _unwrap(candidate)
+        if getattr(member, "__name__", None) == name:
+            return member
+    return None
+
+
+def _written_as(member: Any, value: Any) -> bool:
+    """Whether `value` is written as a `member` of a union is: a mapping for a model, a
+    list for a list, a scalar for the rest."""
+    if isinstance(member, type) and issubclass(member, BaseModel):
+        return isinstance(value, dict)
+    if typing.get_origin(member) is list:
+        return isinstance(value, list)
+    return not isinstance(value, dict | list)
 
 
 def _tagged_member(annotation: Any, tag: Any) -> type[BaseModel] | None:

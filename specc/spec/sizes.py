@@ -52,7 +52,10 @@ def resolve(
     if not isinstance(data, dict):
         return document, {}
     if isinstance(written, dict) or (written is None and overrides):
-        data = {**data, "sizes": sizes}
+        # The schema sees the sizes as written, with the overrides applied.
+        shown = dict(written) if isinstance(written, dict) else {}
+        shown.update({name: sizes[name] for name in overridden})
+        data = {**data, "sizes": shown}
     unresolved: set[YamlPath] = set()
     context = _Context(sizes, unsound, written is not None, document, diagnostics, unresolved)
     resolved = _walk(data, (), context)
@@ -70,7 +73,8 @@ def _readable_sizes(written: Any, document: Document) -> tuple[dict[str, Any], s
     reports the list itself.
     """
     if isinstance(written, dict):
-        sizes = dict(written)
+        # `hidden = 64` is read as a key without a value; the schema says so.
+        sizes = {_ASSIGNED.sub(r"\1", k): _assigned_value(k, v) for k, v in written.items()}
     elif isinstance(written, list) and all(isinstance(i, dict) and len(i) == 1 for i in written):
         sizes = {k: v for item in written for k, v in item.items()}
     else:
@@ -83,6 +87,14 @@ def _readable_sizes(written: Any, document: Document) -> tuple[dict[str, Any], s
         or document.is_refused(("sizes", name))
     }
     return sizes, unsound
+
+
+_ASSIGNED = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(\d+)$")
+
+
+def _assigned_value(key: Any, value: Any) -> Any:
+    match = _ASSIGNED.match(key) if isinstance(key, str) and value is None else None
+    return int(match[2]) if match else value
 
 
 @dataclasses.dataclass
