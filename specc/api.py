@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specc import __version__, emit, lower, render, source, spec
+from specc import __version__, emit, fixes, lower, render, source, spec
 from specc.diagnostics import Diagnostics
+from specc.lower.partial import check_setup
 from specc.plan import Plan
 from specc.source import Document
 
@@ -26,23 +27,64 @@ class Result:
     document: Document | None = None
     plan: Plan | None = None
     package_dir: Path | None = None
+    # What the plan checks could not see, when the spec has schema errors.
+    unchecked: spec.Unchecked | None = None
 
 
 def check(path: str, overrides: Sequence[str] = ()) -> Result:
-    """Read, validate and lower the spec at `path`, with `--set name=value` overrides."""
+    """Read, validate and lower the spec at `path`, with `--set name=value` overrides.
+
+    The values the diagnostics' helps offer are tried on the spec (`specc.fixes`), and
+    every diagnostic says which overrides it depends on.
+    """
     result = Result(path)
     result.text = source.read_text(path, result.diagnostics)
     if result.text is None:
         return result
-    result.document = source.parse_spec_text(result.text, path, result.diagnostics)
-    if result.document is None:
-        return result
-    parsed, origins = spec.parse(result.document, result.diagnostics, overrides)
-    if parsed is not None:
-        plan = lower.lower(parsed, result.document, result.diagnostics)
-        result.plan = None if result.diagnostics.has_errors else plan
-    result.diagnostics.annotate(origins)
+    applied = _check_text(result, overrides)
+    if result.diagnostics.items:
+
+        def again(text: str, overrides: Sequence[str]) -> fixes.Outcome:
+            trial = Result(path, text=text)
+            _check_text(trial, overrides)
+            return fixes.Outcome(trial.diagnostics.items, trial.unchecked)
+
+        fixes.settle(
+            result.diagnostics,
+            result.text,
+            result.document,
+            overrides,
+            applied,
+            result.unchecked,
+            again,
+        )
+        fixes.attribute(result.diagnostics, result.text, overrides, applied, again)
     return result
+
+
+def _check_text(result: Result, overrides: Sequence[str]) -> dict[str, int]:
+    """Parse, validate and lower `result.text`; return the overrides applied."""
+    assert result.text is not None
+    result.document = source.parse_spec_text(result.text, result.path, result.diagnostics)
+    if result.document is None:
+        result.unchecked = spec.Unchecked(document=True)
+        return {}
+    parsed = spec.parse(result.document, result.diagnostics, overrides)
+    result.unchecked = parsed.unchecked
+    if parsed.spec is None:
+        return parsed.overrides
+    if parsed.unchecked is None:
+        plan = lower.lower(parsed.spec, result.document, result.diagnostics)
+        result.plan = None if result.diagnostics.has_errors else plan
+        return parsed.overrides
+    # The spec has schema errors: check what its sound part can tell.
+    found = Diagnostics()
+    if parsed.scope == "all":
+        lower.lower(parsed.spec, result.document, found)
+    else:
+        check_setup(parsed.spec, result.document, found, inputs=parsed.scope == "setup")
+    result.diagnostics.items += [d for d in found.items if not parsed.unchecked.covers(d)]
+    return parsed.overrides
 
 
 def build(

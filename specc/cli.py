@@ -142,7 +142,20 @@ def _schema(arguments: argparse.Namespace) -> int:
     text = schema.schema_text()
     path = Path(arguments.path)
     if arguments.check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if not path.is_file():
+            where = "is not a file" if path.exists() else "does not exist"
+            print(
+                f"specc: error: {path} {where}; run `specc schema --check` where the committed "
+                "schema is (the repository root), give its place with --path, or write it "
+                "with `specc schema --write`",
+                file=sys.stderr,
+            )
+            return INVALID
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"specc: error: cannot read {path}: {error}", file=sys.stderr)
+            return INVALID
         if current != text:
             print(f"{path} is out of date; run `specc schema --write`", file=sys.stderr)
             return DRIFT

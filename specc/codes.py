@@ -27,6 +27,7 @@ _TABLE = [
     Code("E106", "empty document", "the file holds no YAML document"),
     Code("E107", "file cannot be read", "no such file: specs/missing.yaml"),
     Code("E108", "mapping key is not a string", "key 3 is not a string"),
+    Code("E109", "number written with a decimal comma", "`0,1` reads as `p: 0` and a key `1`"),
     # E2xx: the shape of the spec (pydantic models).
     Code("E200", "unknown key", "unknown key `out_feature`; did you mean `out_features`?"),
     Code("E201", "missing required key", "linear layer is missing `in_features`"),

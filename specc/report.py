@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from specc.diagnostics import Diagnostic, Severity
+from specc.diagnostics import Diagnostic, Edit, Fix, Severity, path_text
 from specc.source import LINE_BREAKS
 
 FORMATS = ("text", "json", "github")
@@ -100,7 +100,31 @@ def _record(item: Diagnostic) -> dict[str, object]:
         "code": item.code,
         "message": item.message,
         "help": item.help,
+        "fixes": [_fix(fix) for fix in item.fixes],
     }
+
+
+def _fix(fix: Fix) -> dict[str, object]:
+    """A suggestion the help shows, as the edits that apply it."""
+    return {"label": fix.label, "edits": [_edit(edit) for edit in fix.edits]}
+
+
+def _edit(edit: Edit) -> dict[str, object]:
+    record: dict[str, object] = {"path": path_text(edit.path), "value": edit.value}
+    if edit.override is not None:
+        record["set"] = edit.text
+        if edit.replaces is not None:
+            record["replaces"] = edit.replaces
+        return record
+    assert edit.span is not None
+    span = edit.span
+    record |= {
+        "line": span.line,
+        "column": span.column,
+        "end": {"line": span.end_line, "column": span.end_column},
+        "text": edit.text,
+    }
+    return record
 
 
 def _escape_data(value: str) -> str:

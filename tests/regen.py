@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 
 from specc import api
+from tests.support.cases import case_arguments
 from tests.support.cli import specc
 from tests.support.paths import GOLDEN, INVALID, golden_specs, invalid_specs
 
@@ -24,10 +25,11 @@ def regen_golden() -> None:
 
 def regen_invalid() -> None:
     for spec in invalid_specs():
-        run = specc("validate", spec.name, cwd=INVALID)
+        args = case_arguments(spec)
+        run = specc("validate", spec.name, *args, cwd=INVALID)
         spec.with_suffix(".txt").write_text(run.stderr, encoding="utf-8")
         if spec.with_suffix(".json").exists():
-            run = specc("validate", "--format", "json", spec.name, cwd=INVALID)
+            run = specc("validate", "--format", "json", spec.name, *args, cwd=INVALID)
             spec.with_suffix(".json").write_text(run.stdout, encoding="utf-8")
 
 

@@ -24,6 +24,7 @@ ALLOWED = {
     "render": {"plan", "kinds", "layout"},
     "emit": set(),
     "schema": {"spec"},
+    "fixes": {"source", "spec"},
 }
 LEAVES = {"diagnostics", "codes", "__init__"}
 

@@ -59,6 +59,7 @@ def test_json_format_is_a_list_of_records():
         "code",
         "message",
         "help",
+        "fixes",
     }
     assert records[0]["code"] == "E300" and records[0]["line"] == 7
 
@@ -115,6 +116,14 @@ def test_schema_check_passes_and_catches_drift(tmp_path):
     stale = tmp_path / "stale.json"
     stale.write_text("{}\n")
     assert specc("schema", "--check", "--path", str(stale)).code == 1
+
+
+def test_schema_check_outside_the_repository_says_the_schema_is_missing(tmp_path):
+    run = specc("schema", "--check", cwd=tmp_path)
+    assert run.code == 2
+    assert "schemas/specc.schema.json does not exist" in run.stderr
+    assert "out of date" not in run.stderr
+    assert specc("schema", "--check", "--path", str(tmp_path), cwd=tmp_path).code == 2
 
 
 def test_codes_table_in_docs_is_current():

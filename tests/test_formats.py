@@ -25,7 +25,7 @@ SAMPLE = [
     "many_plan_errors",
     "gather_warning_and_error",
 ]
-RECORD_KEYS = ["file", "line", "column", "end", "severity", "code", "message", "help"]
+RECORD_KEYS = ["file", "line", "column", "end", "severity", "code", "message", "help", "fixes"]
 COMMAND = re.compile(
     r"::(?P<severity>error|warning) "
     r"file=(?P<file>[^,:]*),line=(?P<line>\d+),col=(?P<col>\d+),"
@@ -118,6 +118,11 @@ def test_json_records_have_stable_keys_and_types(case):
         assert record["code"][0] == ("E" if record["severity"] == "error" else "W")
         assert isinstance(record["message"], str) and record["message"]
         assert record["help"] is None or (isinstance(record["help"], str) and record["help"])
+        for fix in record["fixes"]:
+            assert list(fix) == ["label", "edits"] and fix["label"] in record["help"]
+            for edit in fix["edits"]:
+                assert list(edit)[:2] == ["path", "value"]
+                assert list(edit)[2:] in (["set"], ["line", "column", "end", "text"])
     positions = [(r["line"], r["column"], r["code"]) for r in records]
     assert positions == sorted(positions)  # file order
 

@@ -10,8 +10,10 @@ keeps failing examples in .hypothesis/ and replays them first).
 
 * test_validate_answers_every_spec (A): exit 0 or 2, never 3 or a traceback; every
   diagnostic located on a line and column of the file, in every format; the codes a
-  mutation calls for are reported; a spec valid by construction is accepted; every
-  layer kind occurs in some accepted spec.
+  mutation calls for are reported, and the first error is the mistake itself, on its
+  line, where the mutation knows it (a misspelled key, a duplicated key or section, a
+  list written for a mapping, an unquoted reference); a spec valid by construction is
+  accepted; every layer kind occurs in some accepted spec.
 * test_accepted_specs_build (B): a spec specc accepts builds twice to identical bytes,
   every file compiles, its plan keeps the pipeline rules (oracle.plan_problems), and a
   sample passes `ruff check` and `ruff format --check`.
@@ -102,6 +104,15 @@ def test_validate_answers_every_spec():
                 for r in json.loads(runs[1].stdout)
             ):
                 problems.append(f"expected {sorted(case.expect)} at {case.location}")
+            elif (
+                case.first_line is not None
+                and (first := oracle.first_error(runs[1]))
+                and (first["line"] != case.first_line or first["code"] not in case.expect)
+            ):
+                problems.append(
+                    f"the first error is {first['code']} at line {first['line']}, not "
+                    f"{sorted(case.expect)} at the mistake, line {case.first_line}"
+                )
         assert not problems, "\n".join([*problems, "--- stderr:", runs[0].stderr])
         seen.add(f"exit {runs[0].code}")
         if runs[0].code == 0 and case.mutation == "none":

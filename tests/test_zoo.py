@@ -139,10 +139,10 @@ def test_layer_count_does_not_change_the_code_size(tmp_path):
 
 
 def test_overrides_are_validated_and_named(tmp_path):
-    run = specc("validate", str(SPECS / "gpt2.yaml"), "--set", "heads=5", "--set", "hiden=3")
+    run = specc("validate", str(SPECS / "gpt2.yaml"), "--set", "heads=5", "--set", "hiden=64")
     assert run.code == 2
-    assert "error[E210]: --set hiden=3: the spec has no size `hiden`" in run.stderr
-    assert "did you mean `hidden`?" in run.stderr
+    assert "error[E210]: --set hiden=64: the spec has no size `hiden`" in run.stderr
+    assert "did you mean `--set hidden=64`?" in run.stderr
     assert "heads 5 (heads=5 from --set)" not in run.stderr  # the note goes after the message
     assert "is not divisible by heads 5 in attention `attn` (heads=5 from --set)" in run.stderr
 

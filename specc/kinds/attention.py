@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema
 
+from specc.diagnostics import Clause, Help
 from specc.kinds.base import (
     REFERENCE_SCHEMA,
     B,
@@ -36,9 +37,11 @@ from specc.kinds.base import (
     Size,
     StrictModel,
     Twin,
+    axis_sizes,
     divisors,
     init_kwargs,
-    listed,
+    nearest,
+    offer,
     split,
 )
 from specc.plan import Call, Expr, Ref, Scalar
@@ -124,7 +127,9 @@ def lower(ctx: Context, layer: Attention, x: Running) -> Lowered | None:
             "E312",
             f"hidden size {hidden} is not divisible by heads {heads} in {what}",
             "heads",
-            help=f"head counts that divide {hidden}: {listed(divisors(hidden))}",
+            help=offer(
+                f"head counts that divide {hidden}: {{}}", "heads", nearest(divisors(hidden), heads)
+            ),
         )
     if heads % kv_heads:
         ctx.error(
@@ -132,21 +137,35 @@ def lower(ctx: Context, layer: Attention, x: Running) -> Lowered | None:
             f"heads {heads} is not divisible by kv_heads {kv_heads} in {what}: each key/value "
             f"head serves the same number of query heads",
             "kv_heads",
-            help=f"kv_heads that divide {heads}: {listed(divisors(heads))}",
+            help=offer(
+                f"kv_heads that divide {heads}: {{}}",
+                "kv_heads",
+                nearest(divisors(heads), kv_heads),
+            ),
         )
     if layer.kv_heads is None:
         ctx.check_divisible(
             heads,
             "heads",
-            help=f"each tensor rank must hold whole heads: tensor sizes that divide {heads}: "
-            f"{listed(divisors(heads))}",
+            help=Help.of(
+                Clause(
+                    "each tensor rank must hold whole heads: tensor sizes that divide "
+                    f"{heads}: {{}}",
+                    axis_sizes(heads, ctx.tensor),
+                )
+            ),
         )
     else:
         ctx.check_divisible(
             kv_heads,
             "kv_heads",
-            help=f"each tensor rank must hold whole key/value heads (specc does not replicate "
-            f"them): tensor sizes that divide {kv_heads}: {listed(divisors(kv_heads))}",
+            help=Help.of(
+                Clause(
+                    "each tensor rank must hold whole key/value heads (specc does not replicate "
+                    f"them): tensor sizes that divide {kv_heads}: {{}}",
+                    axis_sizes(kv_heads, ctx.tensor),
+                )
+            ),
         )
     head_size = hidden // heads
     if layer.rotary is not None and head_size % 2:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from specc.diagnostics import Clause, Help, Values
 from specc.plan import Call, Expr, Layout, Param, Scalar, Shape, sbp_text
 
 if TYPE_CHECKING:
@@ -46,6 +47,23 @@ def divisors(size: int, limit: int = 64) -> list[int]:
 
 def listed(numbers: Sequence[int]) -> str:
     return ", ".join(map(str, numbers))
+
+
+def nearest(values: Sequence[int], current: int, limit: int = 12) -> tuple[int, ...]:
+    """The `limit` values nearest `current` (a help offers a few), in order."""
+    candidates = [v for v in values if v != current]
+    return tuple(sorted(sorted(candidates, key=lambda v: (abs(v - current), v))[:limit]))
+
+
+def offer(text: str, key: str | tuple[str, ...], values: Sequence[Any], **options: Any) -> Help:
+    """A help offering `values` for the layer's `key` (or a path of the spec), shown where
+    `text` has `{}`; `specc.fixes` keeps the values that work for the whole spec."""
+    return Help.of(Clause(text, Values(key, tuple(values), **options)))
+
+
+def axis_sizes(size: int, current: int, axis: str = "tensor") -> Values:
+    """Sizes of mesh axis `axis` that divide `size`, those nearest `current`."""
+    return Values(("parallel", axis), nearest(divisors(size), current))
 
 
 # -- the spec's field types ---------------------------------------------------------------
@@ -145,6 +163,7 @@ class Table:
     vocab: int
     padded: int
     hidden: int
+    path: YamlPath | None = None  # where the embedding is in the spec
 
 
 @dataclass(frozen=True)
@@ -202,9 +221,10 @@ class Context(Protocol):
         """The std of the output projections of attention and MLP (GPT-2's scaled init)."""
 
     def error(
-        self, code: str, message: str, key: str | None = None, help: str | None = None
+        self, code: str, message: str, key: str | None = None, help: str | Help | None = None
     ) -> None:
-        """Report at the layer, or at its key `key`."""
+        """Report at the layer, or at its key `key`; a help's offered values (`Values`) may
+        name the layer's keys."""
 
     def check_divisible(
         self,
@@ -213,7 +233,7 @@ class Context(Protocol):
         *,
         label: str | None = None,
         what: str | None = None,
-        help: str | None = None,
+        help: str | Help | None = None,
     ) -> bool:
         """Report E301 at `key` unless the tensor-parallel size divides `size`.
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
     B,
     ClassTemplate,
@@ -29,9 +30,8 @@ from specc.kinds.base import (
     Size,
     Table,
     Twin,
-    divisors,
+    axis_sizes,
     init_kwargs,
-    listed,
     split,
 )
 from specc.plan import Call
@@ -71,7 +71,7 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
     padded = padded_vocabulary(ctx, vocab, layer.pad_vocab_to_multiple_of)
     if x.dtype == "int64":
         ctx.sample_ids_below(vocab)
-    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden))
+    ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden, ctx.path))
     after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
     return Lowered(
         Call("VocabParallelEmbedding", (padded, layer.hidden), init_kwargs(ctx.init_std)),
@@ -87,21 +87,35 @@ def padded_vocabulary(ctx: Context, vocab: int, multiple: int | None) -> int:
     """The rows of a vocabulary-parallel table; reports a vocabulary tensor does not divide."""
     tensor, multiple = ctx.tensor, multiple or 1
     padded = -(-vocab // multiple) * multiple
+    # The smallest paddings that divide: a multiple of tensor (of the padding given, too).
+    paddings = tuple(dict.fromkeys((tensor, math.lcm(multiple, tensor))))
+    rows = tuple(f"{m} ({-(-vocab // m) * m} rows)" for m in paddings)
     if padded % tensor and multiple > 1:
         ctx.check_divisible(
             padded,
             "pad_vocab_to_multiple_of",
             label="padded vocabulary",
-            help=f"pad to a multiple of {math.lcm(multiple, tensor)} instead",
+            help=Help.of(
+                Clause(
+                    "pad to a multiple of {}",
+                    Values("pad_vocab_to_multiple_of", paddings, separator=" or ", labels=rows),
+                ),
+                Clause(
+                    f"use a tensor size that divides {padded}: {{}}", axis_sizes(padded, tensor)
+                ),
+            ),
         )
     elif padded % tensor:
-        suggestion = 128 * tensor
-        rows = -(-vocab // suggestion) * suggestion
         ctx.check_divisible(
             vocab,
             "vocab_size",
-            help=f"set `pad_vocab_to_multiple_of: {suggestion}` ({rows} rows; the padding "
-            f"is masked), or use a tensor size that divides {vocab}: {listed(divisors(vocab))}",
+            help=Help.of(
+                Clause(
+                    "set `pad_vocab_to_multiple_of: {}` (the padding is masked)",
+                    Values("pad_vocab_to_multiple_of", paddings[:1]),
+                ),
+                Clause(f"use a tensor size that divides {vocab}: {{}}", axis_sizes(vocab, tensor)),
+            ),
         )
     return padded
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
     B,
     ClassTemplate,
@@ -45,7 +46,10 @@ def lower(ctx: Context, layer: LayerNorm, x: Running) -> Lowered:
             f"features {layer.features} of layernorm `{ctx.name}` does not match its input, "
             f"whose last dimension is {last}",
             "features",
-            help=f"set features: {last}, or leave it out to infer it",
+            help=Help.of(
+                Clause("set features: {}", Values("features", (last,))),
+                "leave it out to infer it",
+            ),
         )
     x = ctx.whole(x, "layernorm")
     params = [ctx.param(p, (last,), B, decay=False) for p in ("weight", "bias")]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
     B,
     ClassTemplate,
@@ -59,7 +60,10 @@ def lower(ctx: Context, layer: Linear, x: Running) -> Lowered:
             f"in_features {layer.in_features} of linear `{ctx.name}` does not match its input, "
             f"whose last dimension is {last}",
             "in_features",
-            help=f"set in_features: {last}, or change the layer before it",
+            help=Help.of(
+                Clause("set in_features: {}", Values("in_features", (last,))),
+                "change the layer before it",
+            ),
         )
     mode = layer.split if ctx.tensor > 1 else "data"
     mode = "data" if mode == "none" else mode

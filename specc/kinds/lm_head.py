@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
     ClassTemplate,
     Context,
@@ -108,8 +109,14 @@ def _tied(ctx: Context, layer: LMHead, tied_to: str, x: Running) -> Lowered | No
             "E309",
             f"lm_head `{ctx.name}` is tied to `{tied_to}`, whose table is "
             f"[{table.vocab}, {table.hidden}], but its input has hidden size {x.shape[2]}",
-            help=f"tied weights need equal shapes: give `{tied_to}` hidden "
-            f"{x.shape[2]}, or project to {table.hidden} first",
+            help=Help.of(
+                Clause(
+                    f"give `{tied_to}` hidden {{}}",
+                    Values((*table.path, "hidden"), (x.shape[2],)) if table.path else None,
+                ),
+                f"project to {table.hidden} first",
+                lead="tied weights need equal shapes: ",
+            ),
         )
     x = ctx.whole(x, "lm_head")
     # The head weighs its table when stages are balanced.

@@ -23,7 +23,8 @@ from specc.kinds.base import (
     Twin,
     divisors,
     init_kwargs,
-    listed,
+    nearest,
+    offer,
 )
 from specc.plan import Call
 
@@ -59,7 +60,11 @@ def lower(ctx: Context, layer: PatchEmbedding, x: Running) -> Lowered:
             f"image_size {size} of patch_embedding `{ctx.name}` is not divisible by "
             f"patch_size {patch}",
             "patch_size",
-            help=f"patch sizes that divide {size}: {listed([d for d in divisors(size) if d > 1])}",
+            help=offer(
+                f"patch sizes that divide {size}: {{}}",
+                "patch_size",
+                nearest([d for d in divisors(size) if d > 1], patch),
+            ),
         )
     tokens = (size // patch) ** 2 + (1 if layer.class_token else 0)
     after = replace(x, shape=(x.shape[0], tokens, layer.hidden), tensor_sbp=B)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
     B,
     ClassTemplate,
@@ -44,7 +45,10 @@ def lower(ctx: Context, layer: PositionEmbedding, x: Running) -> Lowered | None:
             f"the sequence has {seq} positions but position_embedding `{ctx.name}` has "
             f"max_positions {layer.max_positions}",
             "max_positions",
-            help=f"set max_positions to at least {seq}, or shorten the sequence",
+            help=Help.of(
+                Clause("set max_positions to at least {}", Values("max_positions", (seq,))),
+                "shorten the sequence",
+            ),
         )
     x = ctx.whole(x, "position_embedding")
     return Lowered(

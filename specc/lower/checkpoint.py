@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from specc.diagnostics import KEY, Clause, Help, Values
 from specc.lower.reporter import Reporter
 from specc.plan import Checkpoint, Parameter, TensorMapping
 from specc.spec import Spec
@@ -37,12 +38,15 @@ def checkpoint_plan(
         matched = [name for name in by_name if _matches(key, name)]
         if not matched:
             close = difflib.get_close_matches(key, patterns, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`? " if close else ""
+            rule = "`*` stands for a repetition; `specc plan --json` lists the parameters"
             report.error(
                 "E317",
                 f"checkpoint.tensors maps `{key}`, which names no parameter of the model",
                 path,
-                help=f"{hint}`*` stands for a repetition; `specc plan --json` lists the parameters",
+                help=Help.of(
+                    Clause(f"did you mean `{{}}`? {rule}", Values(path, tuple(close), action=KEY)),
+                    otherwise=rule,
+                ),
                 key=True,
             )
             continue

@@ -7,13 +7,17 @@ of the layer that reads them, token types below their count, masks of 0 and 1.
 
 from __future__ import annotations
 
+from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import B, Running, split
 from specc.lower.mesh import PLACEMENT
 from specc.lower.reporter import Reporter
 from specc.lower.sbp import Constants, Grid
 from specc.plan import InputTensor, Loss, Shape
 from specc.source import YamlPath
-from specc.spec import Spec
+from specc.spec import Spec, walk_layers
+
+# The layer kinds whose output is a score per class, which a cross-entropy loss takes.
+SCORE_KINDS = ("linear", "lm_head")
 
 
 class Inputs:
@@ -111,7 +115,10 @@ class Inputs:
                 f"input `{item.name}` has split `{item.split}` but `{first.name}` has "
                 f"`{first.split}`; inputs with different splits are not supported",
                 (*path, "split"),
-                help=f"write `split: {first.split}`",
+                help=Help.of(
+                    Clause("write `split: {}`", Values((*path, "split"), (first.split,))),
+                    otherwise="give every input the same split",
+                ),
             )
         high = self.high.get(item.name, 2) if item.dtype == "int64" else None
         return self._sample(item.name, item.dtype, shape, high, self.report.where(path))
@@ -153,10 +160,32 @@ class Inputs:
                 ("loss", "kind"),
             )
             return None
+        producer = self._output_layer()
+        if producer is not None and producer[1] not in SCORE_KINDS:
+            index, kind, name = producer
+            self.report.error(
+                "E306",
+                f"cross_entropy takes class scores, but the model's output comes from {kind} "
+                f"`{name}` ({self.report.where(('layers', index))}), which gives none",
+                ("loss", "kind"),
+                help="end the model with a `linear` giving one score per class, or an "
+                "`lm_head`; or name the layer that does in `outputs`",
+            )
+            return None
         classes = output.vocab or output.shape[-1]
         where = self.report.where(("loss",))
         labels = self._sample("labels", "int64", output.shape[:-1], classes, where)
         return Loss(self.spec.loss.kind, labels)
+
+    def _output_layer(self) -> tuple[int, str, str] | None:
+        """The top-level layer whose output the loss takes: index, kind and name."""
+        named = {ref.name: ref.path[1] for ref in walk_layers(self.spec) if len(ref.path) == 2}
+        outputs = self.spec.outputs
+        index = named.get(outputs[-1]) if outputs else len(self.spec.layers) - 1
+        if not isinstance(index, int):
+            return None
+        name = next(n for n, i in named.items() if i == index)
+        return index, self.spec.layers[index].kind, name
 
     def accumulation(self) -> int:
         """Check the batching of a training step; return the micro-batches per step."""
@@ -174,7 +203,13 @@ class Inputs:
                     "E316",
                     f"global_batch {training.global_batch} is not {product}",
                     ("training", "global_batch"),
-                    help=f"set global_batch: {expected}, or change the others",
+                    help=Help.of(
+                        Clause(
+                            "set global_batch: {}",
+                            Values(("training", "global_batch"), (expected,)),
+                        ),
+                        "change the others",
+                    ),
                 )
             batch = self.spec.inputs[0].shape[0]
             if batch != expected:
@@ -183,8 +218,15 @@ class Inputs:
                     f"the batch of input `{self.spec.inputs[0].name}` is {batch}, but a "
                     f"training step takes {product}",
                     ("inputs", 0, "shape", 0),
-                    help=f"make the batch {expected}: the training graph cuts it into "
-                    f"{accumulation} micro-batches",
+                    help=Help.of(
+                        Clause(
+                            "make the batch {}: the training graph cuts it into "
+                            f"{accumulation} micro-batches",
+                            Values(("inputs", 0, "shape", 0), (expected,)),
+                        ),
+                        otherwise=f"the training graph cuts the batch into {accumulation} "
+                        "micro-batches",
+                    ),
                 )
         if pipeline > 1 and accumulation < pipeline:
             where = ("training", "accumulation") if training else ("parallel", "pipeline")
@@ -193,6 +235,12 @@ class Inputs:
                 f"{accumulation} micro-batch(es) per step cannot fill a {pipeline}-stage "
                 f"pipeline; stages will wait for each other",
                 where,
-                help=f"set training.accumulation to {pipeline} or more",
+                help=Help.of(
+                    Clause(
+                        "set training.accumulation to {} or more",
+                        Values(("training", "accumulation"), (pipeline,)),
+                    ),
+                    otherwise="accumulate at least as many micro-batches as there are stages",
+                ),
             )
         return accumulation

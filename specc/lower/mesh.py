@@ -7,7 +7,7 @@ whenever the processes per machine are a multiple of the tensor size.
 
 from __future__ import annotations
 
-from specc.diagnostics import Diagnostics
+from specc.diagnostics import Clause, Diagnostics, Help, Values
 from specc.lower.sbp import Grid
 from specc.plan import Launch, Mesh, RankGrid, Ref, Stage, Subscript
 from specc.source import Document
@@ -28,8 +28,10 @@ def build_mesh(spec: Spec, grid: Grid, document: Document, diagnostics: Diagnost
             "E300",
             f"world_size {parallel.world_size} does not equal {sizes} = {world}",
             document.span(("parallel", "world_size")),
-            help=f"set world_size: {world}, or change the parallel sizes so their product "
-            f"is {parallel.world_size}",
+            help=Help.of(
+                Clause("set world_size: {}", Values(("parallel", "world_size"), (world,))),
+                f"change the parallel sizes so their product is {parallel.world_size}",
+            ),
         )
     stages: tuple[Stage, ...] = ()
     if world > MAX_WORLD:

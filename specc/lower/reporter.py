@@ -1,10 +1,14 @@
-"""Located diagnostics for the lowering modules, and the help texts they share."""
+"""Located diagnostics for the lowering modules, and the help texts they share.
+
+A help that suggests values offers them (`Help`, `Values`) rather than writing them in
+its text: `specc.fixes` keeps those that work for the whole spec.
+"""
 
 from __future__ import annotations
 
 from specc import names
-from specc.diagnostics import Diagnostics, Span
-from specc.kinds.base import divisors, listed
+from specc.diagnostics import Clause, Diagnostics, Help, Span, Values
+from specc.kinds.base import axis_sizes
 from specc.source import Document, YamlPath
 
 
@@ -24,12 +28,20 @@ class Reporter:
         return f"{self.spec_file}:{self.span(path).line}"
 
     def error(
-        self, code: str, message: str, path: YamlPath, help: str | None = None, *, key: bool = False
+        self,
+        code: str,
+        message: str,
+        path: YamlPath,
+        help: str | Help | None = None,
+        *,
+        key: bool = False,
     ) -> None:
         """Report at the value at `path`, or at its key (`key`)."""
         self.diagnostics.error(code, message, self.span(path, key=key), help=help)
 
-    def warning(self, code: str, message: str, path: YamlPath, help: str | None = None) -> None:
+    def warning(
+        self, code: str, message: str, path: YamlPath, help: str | Help | None = None
+    ) -> None:
         self.diagnostics.warning(code, message, self.span(path), help=help)
 
     def check_divisible(
@@ -41,7 +53,7 @@ class Reporter:
         owner: str,
         path: YamlPath,
         *,
-        help: str | None = None,
+        help: str | Help | None = None,
         code: str = "E301",
     ) -> bool:
         """Report `label size of owner` (at `path`) unless `group` divides it."""
@@ -51,16 +63,23 @@ class Reporter:
             code,
             f"{label} {size} of {owner} is not divisible by {group_name} {group}",
             path,
-            help=help or divisibility_help(size, group, group_name),
+            help=help or divisibility_help(size, group, group_name, path),
         )
         return False
 
 
-def divisibility_help(size: int, group: int, group_name: str) -> str:
+def divisibility_help(size: int, group: int, group_name: str, path: YamlPath) -> Help:
+    """Sizes near `size` that `group` divides (at `path`), or group sizes that divide it."""
     below = size - size % group
     above = below + group
-    nearest = f"{below} or {above}" if below > 0 else str(above)
-    return (
-        f"make the size a multiple of {group} ({nearest}), or use a {group_name} size that "
-        f"divides {size}: {listed(divisors(size))}"
+    multiples = (below, above) if below > 0 else (above,)
+    return Help.of(
+        Clause(
+            f"make the size a multiple of {group} ({{}})",
+            Values(path, multiples, separator=" or "),
+        ),
+        Clause(
+            f"use a {group_name} size that divides {size}: {{}}",
+            axis_sizes(size, group, group_name),
+        ),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from specc.diagnostics import Clause, Help, Values
 from specc.lower.reporter import Reporter
 from specc.lower.walk import Unit
 from specc.spec import Spec, walk_layers
@@ -60,7 +61,10 @@ def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages
             f"pipeline {pipeline} needs at least {pipeline} layers or repetitions, the model "
             f"has {available}{why}",
             ("parallel", "pipeline"),
-            help=f"use pipeline {available} or less, or more layers",
+            help=Help.of(
+                Clause("use pipeline {} or less", Values(("parallel", "pipeline"), (available,))),
+                "more layers",
+            ),
         )
         return [(0,) * c for c in counts]
     explicit = any(
@@ -156,14 +160,19 @@ def _explicit_stages(
                     "E314",
                     f"stage {stage} is out of range for pipeline {pipeline}",
                     where,
-                    help=f"stages are 0 to {pipeline - 1}",
+                    help="a stage must be below `pipeline` (stages count from zero)",
                 )
             elif stage < current:
                 report.error(
                     "E314",
                     f"stage {stage} comes after stage {current}; stages must not go backwards",
                     where,
-                    help=f"use stage {current} or later here, or move the layer",
+                    help=Help.of(
+                        Clause("use stage {} or later here", Values(where, (current,)))
+                        if where[-1] == "stage"
+                        else f"use stage {current} or later here",
+                        "move the layer",
+                    ),
                 )
             current = max(current, min(stage, pipeline - 1))
         result.append(tuple(max(0, min(s, pipeline - 1)) for s in given))

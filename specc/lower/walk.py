@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from specc import kinds, names
+from specc.diagnostics import Help
 from specc.kinds.base import LayerModel, Lowered, Running, Table
 from specc.lower import relayout
 from specc.lower.inputs import Inputs
@@ -231,9 +232,13 @@ class Walk:
         return self.path if key is None else (*self.path, key)
 
     def error(
-        self, code: str, message: str, key: str | None = None, help: str | None = None
+        self, code: str, message: str, key: str | None = None, help: str | Help | None = None
     ) -> None:
-        self.report.error(code, message, self._at(key), help)
+        self.report.error(code, message, self._at(key), self._located(help))
+
+    def _located(self, help: str | Help | None) -> str | Help | None:
+        """A help whose offered values name the layer's keys, with their paths."""
+        return help.at(self.path) if isinstance(help, Help) else help
 
     def check_divisible(
         self,
@@ -242,11 +247,17 @@ class Walk:
         *,
         label: str | None = None,
         what: str | None = None,
-        help: str | None = None,
+        help: str | Help | None = None,
     ) -> bool:
         owner = f"{what or self.kind} `{self.name}`"
         return self.report.check_divisible(
-            size, self.tensor, "tensor", label or key, owner, self._at(key), help=help
+            size,
+            self.tensor,
+            "tensor",
+            label or key,
+            owner,
+            self._at(key),
+            help=self._located(help),
         )
 
     def expect_features(self, x: Running, what: str) -> bool:

@@ -22,6 +22,7 @@ import yaml
 
 from specc.diagnostics import Diagnostics, Span
 from specc.source.loaders import compose
+from specc.source.slips import explain
 from specc.source.walk import MAX_DEPTH, MAX_NODES, Spans, TooBig, Walker, YamlPath
 
 __all__ = [
@@ -49,8 +50,8 @@ class Document:
     data: Any
     value_spans: Mapping[YamlPath, Span] = field(repr=False)
     key_spans: Mapping[YamlPath, Span] = field(repr=False)
-    # Paths whose value was refused (a forbidden tag): already reported, so later
-    # stages stay quiet about them instead of adding "found null".
+    # Paths whose value was refused (a forbidden tag, a duplicate key): already reported,
+    # so later stages stay quiet about them instead of adding "found null".
     refused: frozenset[YamlPath] = frozenset()
 
     def is_refused(self, path: YamlPath) -> bool:
@@ -124,7 +125,7 @@ def _parse(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
         _report_forbidden_character(exc, text, file, diagnostics)
         return None
     except yaml.MarkedYAMLError as exc:
-        _report_syntax_error(exc, file, diagnostics)
+        _report_syntax_error(exc, text, file, diagnostics)
         return None
     except yaml.YAMLError as exc:
         diagnostics.error("E100", f"YAML syntax error: {exc}", Span.whole_file(file))
@@ -137,7 +138,7 @@ def _parse(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
     if node is None:
         diagnostics.error("E106", "the file holds no YAML document", Span.whole_file(file))
         return None
-    walker = Walker(file, diagnostics)
+    walker = Walker(file, diagnostics, text)
     try:
         data = walker.convert(node, (), 0)
     except TooBig:
@@ -178,7 +179,13 @@ def _report_forbidden_character(
     )
 
 
-def _report_syntax_error(exc: yaml.MarkedYAMLError, file: str, diagnostics: Diagnostics) -> None:
+def _report_syntax_error(
+    exc: yaml.MarkedYAMLError, text: str, file: str, diagnostics: Diagnostics
+) -> None:
+    slip = explain(exc, text, file)
+    if slip is not None:
+        diagnostics.error("E100", slip.message, slip.span, slip.help)
+        return
     # For an unfinished key PyYAML's problem mark is where it gave up (often the next
     # line); the context mark is the key itself, which is what the user must fix.
     simple_key = exc.context == "while scanning a simple key"

@@ -15,18 +15,21 @@ constructor's own functions without its per-node bookkeeping.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from specc.diagnostics import Diagnostics, Span
+from specc.diagnostics import TEXT, Clause, Diagnostics, Help, Span, Values
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 YamlPath = tuple[str | int, ...]
+# The line breaks YAML counts.
+_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 # A node's start and end as YAML marks them: line and column from 0.
 Marks = tuple[int, int, int, int]
 
@@ -72,12 +75,14 @@ class TooBig(Exception):
 class Walker:
     """Converts one document; `values`, `keys` and `refused` hold what it found."""
 
-    def __init__(self, file: str, diagnostics: Diagnostics) -> None:
+    def __init__(self, file: str, diagnostics: Diagnostics, text: str = "") -> None:
         self.file = file
+        self.text = text  # for the characters between nodes
+        self._lines: list[str] | None = None
         self.diagnostics = diagnostics
         self.values: dict[YamlPath, Marks] = {}
         self.keys: dict[YamlPath, Marks] = {}
-        # Paths whose value was refused (a forbidden tag), already reported.
+        # Paths whose value was refused (a forbidden tag, a duplicate key), already reported.
         self.refused: set[YamlPath] = set()
         self.nodes = 0
         # What SafeConstructor.construct_object dispatches to for each scalar tag,
@@ -126,9 +131,12 @@ class Walker:
         result: dict[str, Any] = {}
         first_seen: dict[str, Marks] = {}
         keys, convert = self.keys, self.convert
+        previous: tuple[str, yaml.Node] | None = None
         for key_node, value_node in node.value:
             start, end = key_node.start_mark, key_node.end_mark
             key_marks = (start.line, start.column, end.line, end.column)
+            if previous is not None and self._decimal_comma(path, previous, key_node, value_node):
+                continue
             if not isinstance(key_node, ScalarNode):
                 self._error("E108", "a mapping key must be a plain string", key_marks)
                 continue
@@ -145,11 +153,23 @@ class Walker:
             if tag not in _KEY_TAGS:
                 continue  # a refused tag, already reported
             if not isinstance(key, str):
+                quoted = f'"{key_node.value}"'
                 self._error(
                     "E108",
                     f"mapping key {key_node.value!r} is not a string",
                     key_marks,
-                    help=f'quote it to make it a string: "{key_node.value}"',
+                    help=Help.of(
+                        Clause(
+                            "quote it to make it a string: {}",
+                            Values(
+                                (*path, "<key>"),
+                                (quoted,),
+                                action=TEXT,
+                                span=_span(self.file, key_marks),
+                            ),
+                        ),
+                        otherwise="keys are names, written before the colon (`name: value`)",
+                    ),
                 )
                 continue
             if key in first_seen:
@@ -158,14 +178,62 @@ class Walker:
                     "E101",
                     f"duplicate key `{key}` (first given at {line + 1}:{column + 1})",
                     key_marks,
-                    help="YAML keeps only one of them; remove or rename one",
+                    help=f"YAML keeps only one `{key}:`; merge the two into one, or remove one"
+                    if isinstance(value_node, MappingNode | SequenceNode)
+                    else "YAML keeps only one of them; remove or rename one",
                 )
+                # Which one was meant is not known: later stages stay quiet about both.
+                self.refused.add((*path, key))
                 continue
             first_seen[key] = key_marks
             child = (*path, key)
             keys[child] = key_marks
             result[key] = convert(value_node, child, depth + 1)
+            previous = (key, value_node)
         return result
+
+    def _character(self, line: int, column: int) -> str:
+        """The character at a position as YAML marks it (from 0; a BOM takes no column)."""
+        if self._lines is None:
+            self._lines = _LINE_BREAKS.split(self.text.removeprefix("\ufeff"))
+        text = self._lines[line] if line < len(self._lines) else ""
+        return text[column : column + 1]
+
+    def _decimal_comma(
+        self, path: YamlPath, previous: tuple[str, yaml.Node], key: yaml.Node, value: yaml.Node
+    ) -> bool:
+        """`{p: 0,1}`: in a flow mapping YAML reads `p: 0` and a key `1` without a value."""
+        name, number = previous
+        if not (
+            isinstance(number, ScalarNode)
+            and isinstance(key, ScalarNode)
+            and isinstance(value, ScalarNode)
+            and number.style is None
+            and key.style is None
+            and value.value == ""
+            and re.fullmatch(r"[+-]?\d+", number.value)
+            and re.fullmatch(r"\d[\w.+-]*", key.value)
+            and number.end_mark.line == key.start_mark.line
+            and number.end_mark.column + 1 == key.start_mark.column
+            and self._character(number.end_mark.line, number.end_mark.column) == ","
+        ):
+            return False
+        written = f"{number.value},{key.value}"
+        meant = f"{number.value}.{key.value}"
+        start, end = number.start_mark, key.end_mark
+        span = Span(self.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
+        self.diagnostics.error(
+            "E109",
+            f"`{written}` has a decimal comma: in `{{...}}` YAML reads `{name}: "
+            f"{number.value}` and then a key `{key.value}`",
+            span,
+            help=Help.of(
+                Clause("write a decimal point: {}", Values((), (meant,), action=TEXT, span=span)),
+                otherwise="write a decimal point",
+            ),
+        )
+        self.refused.add((*path, name))
+        return True
 
     def _scalar(self, node: yaml.Node, path: YamlPath) -> Any:
         tag = node.tag
@@ -204,7 +272,7 @@ class Walker:
     def _span(self, node: yaml.Node) -> Span:
         return _span(self.file, _marks(node))
 
-    def _error(self, code: str, message: str, marks: Marks, help: str | None = None) -> None:
+    def _error(self, code: str, message: str, marks: Marks, help: str | Help | None = None) -> None:
         self.diagnostics.error(code, message, _span(self.file, marks), help=help)
 
 

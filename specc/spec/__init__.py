@@ -6,13 +6,15 @@ plan is sound is the lowering stage's question.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from specc import names
-from specc.diagnostics import Diagnostics, Span
+from specc.diagnostics import Clause, Diagnostic, Diagnostics, Help, Span, Values
 from specc.source import Document, YamlPath
 from specc.spec.errors import report_validation_error
 from specc.spec.models import (
@@ -35,22 +37,75 @@ __all__ = [
     "LayerRef",
     "Loss",
     "Parallel",
+    "Parsed",
     "Spec",
     "Training",
+    "Unchecked",
     "parse",
     "walk_layers",
 ]
 
 
-def parse(
-    document: Document, diagnostics: Diagnostics, overrides: Sequence[str] = ()
-) -> tuple[Spec | None, dict[Span, str]]:
+@dataclass(frozen=True)
+class Unchecked:
+    """What the checks of a spec with errors could not see.
+
+    The parts of a spec with schema errors cannot be lowered; the rest still is, so that
+    one run reports the world size and batch mistakes too. A diagnostic of the plan
+    (and naming) checks is kept unless it lies in `regions` (the unsound parts, and the
+    top-level layers after the first unsound one, whose input is unknown) or its code is
+    in `codes` (checks that need the whole spec: every layer, or the training section).
+    `plan`: no plan check ran at all. `document`: the YAML could not be read, so nothing
+    was checked.
+    """
+
+    regions: tuple[Span, ...] = ()
+    codes: frozenset[str] = frozenset()
+    plan: bool = False
+    document: bool = False
+
+    def covers(self, diagnostic: Diagnostic) -> bool:
+        """Whether `diagnostic` is about a part these checks could not see."""
+        if self.document or diagnostic.code in self.codes:
+            return True
+        if not _PLAN_CODE.match(diagnostic.code):
+            return False  # the schema was checked everywhere
+        return self.plan or any(_inside(diagnostic.span, region) for region in self.regions)
+
+
+# The codes of the plan and naming checks, which only a sound part of a spec gets.
+_PLAN_CODE = re.compile(r"E3|W5|E20[78]")
+
+
+def _inside(span: Span, region: Span) -> bool:
+    start = (span.line, span.column)
+    return (region.line, region.column) <= start < (region.end_line, region.end_column)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What validation made of a document.
+
+    `spec` is the whole spec when `unchecked` is None. Otherwise (the spec has schema
+    errors) it is the sound part of the spec, to lower for what it can tell, keeping the
+    diagnostics `unchecked` does not cover, or None when no part can be lowered; `scope`
+    says how much of it can be: "all" (its sections and its layers before the first
+    unsound one), "setup" (no layer: the mesh, the inputs and the training batch) or
+    "mesh" (the inputs are not sound either). `overrides`: the `--set` applied, by name.
+    """
+
+    spec: Spec | None
+    overrides: dict[str, int]
+    unchecked: Unchecked | None = None
+    scope: str = "all"
+
+
+def parse(document: Document, diagnostics: Diagnostics, overrides: Sequence[str] = ()) -> Parsed:
     """Validate `document`, reporting every problem found.
 
-    Returns the spec whenever its structure is valid, even if a name is not, so the
+    The spec is returned whenever its structure is valid, even if a name is not, so the
     plan can still be checked and all errors reported together; callers must not
-    generate code while `diagnostics` has errors. Also returns the spans whose value
-    came from an `overrides` entry (`--set name=value`), with a note naming it.
+    generate code while `diagnostics` has errors.
     """
     if not isinstance(document.data, dict):
         found = "a list" if isinstance(document.data, list) else f"{document.data!r}"
@@ -60,15 +115,85 @@ def parse(
             document.span(()),
             help="start the file with `specc: 1` and `name: ...` at the left margin",
         )
-        return None, {}
-    document, origins = resolve(document, overrides, diagnostics)
+        return Parsed(None, {}, Unchecked(plan=True))
+    document, applied = resolve(document, overrides, diagnostics)
     try:
         spec = Spec.model_validate(document.data)
     except ValidationError as error:
-        report_validation_error(error, Spec, document, diagnostics)
-        return None, origins
+        broken = report_validation_error(error, Spec, document, diagnostics)
+        return _sound_part(document, [*broken, *document.refused], applied, diagnostics)
+    if document.refused:  # a duplicate key kept its first value, which is not to be trusted
+        return _sound_part(document, list(document.refused), applied, diagnostics)
     _check_names(spec, document, diagnostics)
-    return spec, origins
+    return Parsed(spec, applied)
+
+
+# What stands in for a top-level section that is not sound, so the rest validates.
+_STAND_INS: dict[str, Any] = {"name": "spec", "specc": 1}
+# Sections the plan checks cannot do without.
+_ESSENTIAL = ("specc", "parallel")
+# Sections that describe the whole model: left out when some layers are.
+_WHOLE_MODEL = ("outputs", "loss", "checkpoint")
+
+
+def _sound_part(
+    document: Document, broken: list[YamlPath], applied: dict[str, int], out: Diagnostics
+) -> Parsed:
+    """The part of a spec with schema errors that can still be lowered (see `Unchecked`)."""
+    nothing = Parsed(None, applied, Unchecked(plan=True))
+    sections = {str(path[0]) for path in broken if path}
+    if not broken or not all(broken) or sections & set(_ESSENTIAL):
+        return nothing
+    data = dict(document.data)
+    regions: list[Span] = []
+    codes: set[str] = set()
+
+    def drop(key: str) -> None:
+        regions.extend(_spans(document, (key,)))
+        if key in _STAND_INS:
+            data[key] = _STAND_INS[key]
+        else:
+            data.pop(key, None)
+
+    for key in sorted(sections - {"layers", "inputs"}):
+        drop(key)
+    if "training" in sections:
+        codes |= {"E316", "W503"}
+    layer_cuts = [
+        p[1] if len(p) > 1 and isinstance(p[1], int) else 0 for p in broken if p[0] == "layers"
+    ]
+    cut = min(layer_cuts) if layer_cuts else None
+    scope = "all"
+    if "inputs" in sections:
+        # Every layer starts from the inputs: only the mesh is left to check.
+        regions.extend(_spans(document, ("inputs",)))
+        data["inputs"] = [{"name": "x", "shape": [1, 1]}]
+        scope, cut = "mesh", 0
+    if cut is not None:
+        layers = data.get("layers")
+        written = layers if isinstance(layers, list) else []
+        regions.extend(s for i in range(cut, len(written)) for s in _spans(document, ("layers", i)))
+        if cut == 0:
+            regions.extend(_spans(document, ("layers",)))
+            scope = "setup" if scope == "all" else scope
+        data["layers"] = written[:cut] or [{"kind": "relu"}]  # a stand-in, never walked
+        for key in _WHOLE_MODEL:
+            drop(key)
+        codes |= {"E315", "W502"}
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError:
+        return nothing
+    unchecked = Unchecked(tuple(regions), frozenset(codes))
+    checked = Diagnostics()  # the layers stood in for are not named
+    _check_names(spec, document, checked, layers=scope == "all")
+    out.items += [d for d in checked.items if not unchecked.covers(d)]
+    return Parsed(spec, applied, unchecked, scope)
+
+
+def _spans(document: Document, path: YamlPath) -> list[Span]:
+    spans = [document.value_spans[path]] if path in document.value_spans else []
+    return spans + ([document.key_spans[path]] if path in document.key_spans else [])
 
 
 @dataclass(frozen=True)
@@ -108,18 +233,21 @@ def walk_layers(spec: Spec) -> list[LayerRef]:
     return found
 
 
-def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> None:
+def _check_names(
+    spec: Spec, document: Document, diagnostics: Diagnostics, *, layers: bool = True
+) -> None:
+    """The package name, and the names of the inputs and (with `layers`) the layers."""
     problem = names.identifier_problem(spec.name, package=True)
     if problem:
         diagnostics.error(
             "E207",
             f"{names.shown(spec.name)} cannot be a package name: {problem}",
             document.span(("name",)),
-            help=f"try `{names.suggest_identifier(spec.name, package=True)}`",
+            help=_try_name(("name",), names.suggest_identifier(spec.name, package=True)),
         )
     seen: dict[tuple[YamlPath, str], YamlPath] = {}
     top: YamlPath = ("layers",)
-    refs = walk_layers(spec)
+    refs = walk_layers(spec) if layers else []
     named: list[tuple[YamlPath, str, bool, YamlPath]] = [
         (("inputs", i, "name"), item.name, True, top) for i, item in enumerate(spec.inputs)
     ]
@@ -130,7 +258,7 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 "E207",
                 f"{names.shown(name)} cannot be a name in generated code: {problem}",
                 document.span(path),
-                help=f"try `{names.suggest_identifier(name)}`",
+                help=_try_name(path, names.suggest_identifier(name)),
             )
             continue
         if (scope, name) in seen:
@@ -142,7 +270,15 @@ def _check_names(spec: Spec, document: Document, diagnostics: Diagnostics) -> No
                 help="give each input and layer its own `name`",
             )
         seen.setdefault((scope, name), path if written else path[:-1])
-    _check_body_classes(refs, document, diagnostics)
+    if layers:
+        _check_body_classes(refs, document, diagnostics)
+
+
+def _try_name(path: YamlPath, suggestion: str) -> Help:
+    return Help.of(
+        Clause("try `{}`", Values(path, (suggestion,))),
+        otherwise="a lower-case identifier of at most 32 characters, not a Python keyword",
+    )
 
 
 def _check_body_classes(refs: list[LayerRef], document: Document, diagnostics: Diagnostics) -> None:
@@ -162,5 +298,11 @@ def _check_body_classes(refs: list[LayerRef], document: Document, diagnostics: D
             f"repeats `{first.name}` (at {where.line}:{where.column}) and `{ref.name}` would "
             f"both generate the class `{cls}`",
             document.span((*ref.path, "name") if ref.written else ref.path),
-            help=f"rename one of them, e.g. `{names.distinct_name(ref.name, taken)}`",
+            help=Help.of(
+                Clause(
+                    "rename one of them, e.g. `{}`",
+                    Values((*ref.path, "name"), (names.distinct_name(ref.name, taken),)),
+                ),
+                otherwise="rename one of them",
+            ),
         )

@@ -37,7 +37,7 @@ _GITHUB = re.compile(r"::(error|warning) file=[^,]*,line=\d+,col=\d+,endLine=\d+
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # How pydantic words its errors; specc translates them into its own messages.
 _PYDANTIC = re.compile(r"\bshould (be|have)\b|after validation|Input should|Field required")
-RECORD_KEYS = {"file", "line", "column", "end", "severity", "code", "message", "help"}
+RECORD_KEYS = {"file", "line", "column", "end", "severity", "code", "message", "help", "fixes"}
 
 
 def source_lines(text: str) -> list[str]:
@@ -86,6 +86,12 @@ def diagnostic_problems(
         if len(emitted) != len(records) or not all(_GITHUB.match(line) for line in emitted):
             problems.append(f"--format github does not match the JSON:\n{github.stdout}")
     return problems
+
+
+def first_error(as_json: Run) -> dict | None:
+    """The error `--format json` lists first (records are in file order)."""
+    errors = [r for r in json.loads(as_json.stdout) if r["severity"] == "error"]
+    return errors[0] if errors else None
 
 
 def _record_problems(records: list, shown: str, lines: list[str]) -> list[str]:

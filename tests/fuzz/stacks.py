@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specc import kinds
+from specc.lower.inputs import SCORE_KINDS
 from tests.fuzz.choices import (
     MAX_SIZE,
     Chooser,
@@ -392,9 +393,11 @@ def draw_stack(ch: Chooser, limits: Limits, *, package: str | None = None) -> St
     layers += builder.blocks(ch.integer(0, limits.max_layers // 2), top=True)
     middle = builder.shape
     tail = builder.tail()
+    # A loss takes class scores: a model that ends in a linear or an lm_head.
+    scores = bool(layers + tail) and (layers + tail)[-1].kind in SCORE_KINDS
     draft = StackDraft(
         package, ch.pick(limits.devices), parallel, builder.inputs, input_split, layers + tail,
-        loss=ch.chance(40), training=training,
+        loss=ch.chance(40) and scores, training=training,
     )  # fmt: skip
     _fill_stages(ch, draft, pipeline, len(layers), middle)
     for node in draft.nodes():
@@ -529,7 +532,8 @@ class _MistakeStream:
         return non_multiple(self.ch, self.tensor)
 
     def vocab(self) -> int:
-        return self.ch.integer(2, 4096)
+        """A vocabulary size (lm_head's `tied_and_untied` gives a tied head one)."""
+        return self.ch.integer(2, 64)
 
 
 _KIND_MISTAKES = tuple(
@@ -646,9 +650,18 @@ def _k_repeat_twins(ch: Chooser, m: Any) -> str | None:
     return "repeat_twins"
 
 
+def _k_loss_without_scores(ch: Chooser, m: Any) -> str | None:
+    """A loss on a model whose last layer gives no class scores (a norm, an activation)."""
+    if m.draft.loss or not m.draft.layers or m.draft.layers[-1].kind in SCORE_KINDS:
+        return None
+    m.draft.loss = True
+    m.expect = frozenset({"E306"})
+    return "loss_without_scores"
+
+
 STACK_SEMANTIC = (
     *_KIND_MISTAKES, _k_tied, _k_read_input, _k_residual_shape, _k_misplaced,
-    _k_repeat_stages, _k_repeat_twins,
+    _k_repeat_stages, _k_repeat_twins, _k_loss_without_scores,
 )  # fmt: skip
 # Single divisibility mistakes that tests/launch/soundness.py forces into OneFlow: those
 # of the kinds' mistakes that say how (kinds.base.Mistake.forced).

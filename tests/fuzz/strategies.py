@@ -11,11 +11,16 @@ which codes specc must report (`Case.expect`):
   batch not divisible by data, a wrong world_size, pipeline > 1, two inputs, bad
   stages or batching; for stacks the mistakes listed in stacks.py (heads, ffn,
   vocabulary, positions, patches, tied heads, second inputs, bodies that change shape);
-* schema: unknown keys and kinds, wrong types, out-of-range numbers, bad choices,
-  missing keys, names no code may use, duplicate names, empty lists, bad versions,
-  `${...}` references that cannot be resolved;
-* YAML: duplicate keys, tags that construct objects, non-string keys, a top level that
-  is not a mapping, an empty document, unclosed brackets, tabs, several documents;
+* schema: unknown keys and kinds, misspelled keys (slips and other frameworks' words),
+  wrong types, lists written for mappings and mappings for lists, out-of-range numbers,
+  bad choices, missing keys, names no code may use, duplicate names, empty lists, bad
+  versions, `${...}` references that cannot be resolved;
+* YAML: duplicate keys and sections, tags that construct objects, non-string keys, a
+  top level that is not a mapping, an empty document, unclosed brackets, tabs, several
+  documents, a `${...}` unquoted inside `[...]`.
+
+Where a mutation knows the line of its mistake (`Case.first_line`), the first error
+must be there: specc reports the cause, not a consequence of it further up.
 * text: random insertions, deletions, duplicated lines and truncations, whose outcome
   is not predicted (only that specc answers with located diagnostics or accepts).
 
@@ -38,9 +43,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import yaml
 from hypothesis import strategies as st
 
 from specc import kinds
+from specc.spec import Input, Loss, Parallel, Spec, Training
+from specc.spec.errors import KEY_SYNONYMS
 from tests.fuzz.choices import (
     ACTIVATIONS,
     BAD_INPUT_NAMES,
@@ -65,6 +73,13 @@ from tests.fuzz.choices import (
     safe_name,
 )
 from tests.fuzz.stacks import STACK_SEMANTIC, STACK_SINGLE_MISTAKES, StackDraft, draw_stack
+
+# Every key of the spec's models: a typo must not be one of them.
+_KNOWN_KEYS = frozenset(
+    key
+    for model in (Spec, Parallel, Input, Training, Loss, *(k.model for k in kinds.KINDS))
+    for key in model.model_fields
+)
 
 T = TypeVar("T")
 E2 = frozenset(f"E2{n:02d}" for n in range(10))  # any schema problem
@@ -439,6 +454,8 @@ class Case:
     mistake: dict[str, Any] | None = None  # the numbers of a semantic mistake (test D)
     file_name: str = "spec.yaml"
     location: tuple[int, int] | None = None  # (line, column) of an expected diagnostic
+    # The line of the mistake, where the first error must be (the cause, not a consequence).
+    first_line: int | None = None
 
     def __repr__(self) -> str:
         return f"Case(mutation={self.mutation!r}, expect={self.describe_expect()})\n{self.text}"
@@ -457,6 +474,8 @@ class _Mutated:
     expect: frozenset[str] | None = frozenset()
     mistake: dict[str, Any] | None = None
     location: tuple[int, int] | None = None  # where the expected diagnostic must be
+    # Finds, in the final text, the line of the mistake, where the first error must be.
+    locate: Callable[[str], int | None] | None = None
 
 
 def _linears(draft: Draft, split: str | None = None) -> list[int]:
@@ -948,6 +967,66 @@ def _s_reference(ch: Chooser, m: _Mutated) -> str:
     return "size_reference"
 
 
+def _typo(ch: Chooser, key: str) -> str:
+    """A slip of the fingers, or another framework's word for `key`."""
+    synonyms = KEY_SYNONYMS.get(key, ())
+    choice = ch.pick(("drop", "double", "swap", "plural", "capital", "synonym"))
+    if choice == "synonym" and synonyms:
+        return ch.pick(synonyms)
+    if choice == "drop" and len(key) > 2:
+        at = ch.integer(1, len(key) - 1)
+        return key[:at] + key[at + 1 :]
+    if choice == "double":
+        at = ch.integer(0, len(key) - 1)
+        return key[: at + 1] + key[at:]
+    if choice == "swap" and len(key) > 3:
+        at = ch.integer(1, len(key) - 3)
+        return key[:at] + key[at + 1] + key[at] + key[at + 2 :]
+    if choice == "capital":
+        return key[:1].upper() + key[1:]
+    return key + "s"
+
+
+def _s_misspelled_key(ch: Chooser, m: _Mutated) -> str | None:
+    """A key of the spec misspelled where it is written: one error, at the key as written,
+    however required the key (not also "missing" where its mapping starts)."""
+    paths = [p for p in _mappings(m.data) if p != ("sizes",) and _get(m.data, p)]
+    path = ch.pick(paths)
+    mapping = _get(m.data, path)
+    key = ch.pick([k for k in mapping if isinstance(k, str)])
+    typo = _typo(ch, key)
+    if typo in _KNOWN_KEYS or typo in mapping or not typo.isidentifier():
+        typo = key + "_"
+    renamed = {(typo if k == key else k): v for k, v in mapping.items()}
+    if path:
+        _set(m.data, path, renamed)
+    else:
+        m.data = renamed
+    m.expect = frozenset({"E200"})
+    m.locate = lambda text: key_line(text, path, typo, 0)
+    return "misspelled_key"
+
+
+def _s_container(ch: Chooser, m: _Mutated) -> str:
+    """A list where a mapping goes, or a mapping where a list goes."""
+    choices = [("parallel",)] if m.data.get("parallel") else []
+    choices += [("inputs",), ("inputs", 0, "shape"), ("layers",), ("sizes",)]
+    path = ch.pick(choices)
+    value = _get(m.data, path) if path != ("sizes",) else m.data.get("sizes") or {"n": 4}
+    if isinstance(value, dict):
+        wrong: Any = [{k: v} for k, v in value.items()]  # written with `- ` before each key
+    elif path == ("inputs", 0, "shape"):
+        wrong = {f"d{i}": size for i, size in enumerate(value)}
+    elif path == ("inputs",):
+        wrong = {item["name"]: item["shape"] for item in value}
+    else:
+        wrong = value[0]  # the first layer, written without `- `
+    _set(m.data, path, wrong)
+    m.expect = frozenset({"E202"})
+    m.locate = lambda text: value_line(text, path)
+    return "container_" + "_".join(map(str, path))
+
+
 SCHEMA = (
     _s_reference,
     _s_unknown_key,
@@ -960,6 +1039,8 @@ SCHEMA = (
     _s_duplicate_name,
     _s_version,
     _s_lists,
+    _s_misspelled_key,
+    _s_container,
 )
 
 
@@ -994,7 +1075,43 @@ def _y_duplicate_key(ch: Chooser, m: _Mutated) -> str:
     else:
         m.data = pairs
     m.expect = frozenset({"E101"})
+    m.locate = lambda text: key_line(text, path, key, 1)
     return "duplicate_key"
+
+
+def _y_duplicate_section(ch: Chooser, m: _Mutated) -> str:
+    """A top-level section given twice, the second copy written again further down (two
+    drafts pasted together, a section copied from another spec)."""
+    sections = [k for k in m.data if k in ("parallel", "inputs", "layers", "training", "sizes")]
+    key = ch.pick(sections)
+    again = copy.deepcopy(m.data[key])
+    if key == "parallel" and isinstance(again, dict):
+        again["data"] = again.get("data", 1) * 2
+    elif key == "layers" and isinstance(again, list) and ch.chance(50):
+        again = again[: max(1, len(again) // 2)]
+    m.data = Pairs((*m.data.items(), (key, again)))
+    m.expect = frozenset({"E101"})
+    m.locate = lambda text: key_line(text, (), key, 1)
+    return "duplicate_section"
+
+
+def _y_unquoted_reference(ch: Chooser, m: _Mutated) -> str:
+    """A `${...}` left unquoted inside `[...]`, where YAML reads `{` as a mapping."""
+    shape = list(_shape(m.data))
+    index = ch.integer(0, len(shape) - 1)
+    name = f"unquoted_{index}"
+    sizes = m.data.setdefault("sizes", {})
+    if not isinstance(sizes, dict):
+        sizes = m.data["sizes"] = {}
+    sizes[name] = shape[index] if isinstance(shape[index], int) else 8
+    shape[index] = Raw("${" + name + "}")
+    written = ", ".join(
+        x.text if isinstance(x, Raw) else Emitter(ch, plain=True).flow(x) for x in shape
+    )
+    _set(m.data, ("inputs", 0, "shape"), Raw(f"[{written}]"))
+    m.expect = frozenset({"E100"})
+    m.locate = lambda text: _line_holding(text, "${" + name + "}")
+    return "unquoted_reference"
 
 
 def _y_tag(ch: Chooser, m: _Mutated) -> str:
@@ -1104,8 +1221,51 @@ def yaml_location(text: str, index: int) -> tuple[int, int]:
     return len(before), column
 
 
-YAML_LEVEL = (_y_duplicate_key, _y_tag, _y_text_tag, _y_key, _y_top_level, _y_syntax,
-              _y_non_printable)  # fmt: skip
+YAML_LEVEL = (_y_duplicate_key, _y_duplicate_section, _y_unquoted_reference, _y_tag,
+              _y_text_tag, _y_key, _y_top_level, _y_syntax, _y_non_printable)  # fmt: skip
+
+
+# -- where a mistake is in the final text ----------------------------------------------------
+
+
+def _node_at(text: str, path: tuple[Any, ...]) -> yaml.Node | None:
+    """The node at `path` of the text as PyYAML composes it (duplicate keys: the first)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def key_line(text: str, path: tuple[Any, ...], key: str, occurrence: int) -> int | None:
+    """The line of the `occurrence`-th (from 0) key `key` of the mapping at `path`."""
+    node = _node_at(text, path)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    keys = [k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == key]
+    return keys[occurrence].start_mark.line + 1 if occurrence < len(keys) else None
+
+
+def value_line(text: str, path: tuple[Any, ...]) -> int | None:
+    """The line where the value at `path` starts."""
+    node = _node_at(text, path)
+    return None if node is None else node.start_mark.line + 1
+
+
+def _line_holding(text: str, piece: str) -> int | None:
+    """The line of the one place `piece` is written; None if it is not written once."""
+    if text.count(piece) != 1:
+        return None
+    return yaml_location(text, text.index(piece))[0]
 
 
 # Text-level mutations: random edits whose outcome is not predicted.
@@ -1225,7 +1385,9 @@ def draw_case(
     if mutation == "none" and draft.tricky:
         expect = None  # a tricky name may be refused; if accepted, it must work
     file_name = FILE_NAMES[0] if plain else ch.pick(FILE_NAMES)
-    return Case(text, mutation, expect, draft, m.mistake, file_name, m.location)
+    # A tricky name may be refused on its own, before the mistake.
+    first_line = m.locate(text) if m.locate is not None and not draft.tricky else None
+    return Case(text, mutation, expect, draft, m.mistake, file_name, m.location, first_line)
 
 
 def _shuffled(ch: Chooser, items: Sequence[T]) -> Iterator[T]:

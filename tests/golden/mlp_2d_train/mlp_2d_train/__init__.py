@@ -13,18 +13,26 @@ The launch commands, for one machine or several:
     python -m mlp_2d_train --launch-help
 """
 
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .model import Model, random_inputs, random_labels
 from .parallel import PLACEMENT, WORLD_SIZE, WorldSizeError, launch_help
-from .training import EvalGraph, TrainGraph
+from .shards import CheckpointError
+from .training import EvalGraph, LossGraph, TrainGraph, mean_loss
 
 __all__ = [
     "PLACEMENT",
     "WORLD_SIZE",
+    "CheckpointError",
     "EvalGraph",
+    "LossGraph",
     "Model",
     "TrainGraph",
     "WorldSizeError",
+    "latest_checkpoint",
     "launch_help",
+    "load_checkpoint",
+    "mean_loss",
     "random_inputs",
     "random_labels",
+    "save_checkpoint",
 ]

@@ -31,11 +31,13 @@ class LinearBase(nn.Module):
         out_features: int,
         *,
         bias: bool = True,
+        init_std: float | None = None,
         placement: flow.placement,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.init_std = init_std
         shape = (out_features, in_features)
         self.weight = nn.Parameter(
             flow.empty(shape, placement=placement, sbp=self.weight_sbp)
@@ -49,7 +51,12 @@ class LinearBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's init: uniform in +-1/sqrt(in_features), equal on every rank."""
+        """normal(0, init_std) and zero biases; else nn.Linear's uniform init."""
+        if self.init_std is not None:
+            nn.init.normal_(self.weight, std=self.init_std)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+            return
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
@@ -101,9 +108,11 @@ def cross_entropy(logits: flow.Tensor, labels: flow.Tensor) -> flow.Tensor:
     """Mean cross-entropy over the last dimension, never gathering vocab-split logits.
 
     OneFlow's sparse softmax cross-entropy takes the logits split over tensor ranks
-    and reduces the softmax across them.
+    and reduces the softmax across them. The mean is made whole on every rank of the
+    stage, so that `loss.to_local()` reads the true loss, not a partial sum.
     """
     labels = labels.to_global(placement=logits.placement)
     classes = logits.shape[-1]
     flat = logits.view(-1, classes)
-    return flow._C.sparse_softmax_cross_entropy(flat, labels.view(-1)).mean()
+    loss = flow._C.sparse_softmax_cross_entropy(flat, labels.view(-1)).mean()
+    return loss.to_global(sbp=[flow.sbp.broadcast] * len(loss.sbp))

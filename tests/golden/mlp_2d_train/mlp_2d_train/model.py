@@ -13,13 +13,18 @@ from oneflow import nn
 from .layers import ColumnParallelLinear, RowParallelLinear, cross_entropy
 from .parallel import ACTIVATION, PLACEMENT, check_world_size
 
+SEED = 0  # the recipe's: the weights' and the data order's
+LABELS_STREAM = 7919  # random_labels(seed) draws from seed + this
+
 
 class Model(nn.Module):
     """The layers of mlp_2d_train.yaml, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = SEED) -> None:
+        """Weights drawn from `seed`, the recipe's: the same plan, the same weights."""
         super().__init__()
         check_world_size()
+        flow.manual_seed(seed)
         # mlp_2d_train.yaml:13: linear
         self.up = ColumnParallelLinear(16, 64, placement=PLACEMENT)
         # mlp_2d_train.yaml:14: gelu
@@ -55,7 +60,11 @@ def random_inputs(seed: int = 0) -> tuple[flow.Tensor, ...]:
 
 
 def random_labels(seed: int = 0) -> flow.Tensor:
-    """Random labels for Model.loss: the logits' shape, without the classes."""
-    flow.manual_seed(seed)
+    """Random labels for Model.loss: the logits' shape, without the classes.
+
+    Drawn from another stream than random_inputs(seed), so that the labels of a seed
+    are not its inputs.
+    """
+    flow.manual_seed(seed + LABELS_STREAM)
     labels = flow.randint(0, 16, (8,), placement=PLACEMENT, sbp=ACTIVATION)
     return labels
