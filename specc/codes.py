@@ -73,6 +73,11 @@ _TABLE = [
         "training recipe that cannot run",
         "a `cosine` schedule decays until `steps`, which is missing",
     ),
+    Code(
+        "E319",
+        "sequence not divisible for sequence parallelism",
+        "a sequence of 197 tokens split over tensor 2",
+    ),
     # W5xx: warnings; they fail only under --strict.
     Code("W500", "all-gather inserted", "gathers [32, 16384] before layernorm `ln`"),
     Code("W501", "data-parallel ranks repeat work", "input `x` is not split but data is 2"),

@@ -148,7 +148,8 @@ def _string_pieces(text: str, width: int) -> list[str]:
     pieces = [""]
     for word in text.split(" "):
         candidate = f"{pieces[-1]} {word}" if pieces[-1] else word
-        if len(json.dumps(candidate)) - 2 <= width or not pieces[-1]:
+        # A piece that is not the last keeps the space after it: count it.
+        if len(json.dumps(candidate + " ")) - 2 <= width or not pieces[-1]:
             pieces[-1] = candidate
         else:
             pieces[-1] += " "

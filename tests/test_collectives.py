@@ -19,6 +19,7 @@ pytestmark = pytest.mark.launcher
 
 DRIVER = REPO / "tests" / "launch" / "collectives.py"
 MLP = CASES / "mlp_2d_train.yaml"
+SEQUENCE = CASES / "gpt2_sequence.yaml"  # the same tiny GPT-2, sequence parallel
 GPT2_TINY = [
     "hidden=64",
     "heads=4",
@@ -42,7 +43,7 @@ def counted(tmp_path_factory):
     found = {}
     for world, builds in {
         4: [(MLP,)],
-        2: [(MLP, "data=1"), (SPECS / "gpt2.yaml", *GPT2_TINY)],
+        2: [(MLP, "data=1"), (SPECS / "gpt2.yaml", *GPT2_TINY), (SEQUENCE,)],
     }.items():
         out = tmp_path_factory.mktemp(f"world{world}")
         for spec, *pairs in builds:
@@ -64,7 +65,18 @@ def counted(tmp_path_factory):
 
 
 def all_reduces(found, phase=None):
-    return [c for c in found if c["kind"] == "all-reduce" and phase in (None, c["phase"])]
+    """The all-reduces of the model and its loss, without the one that makes the mean
+    loss whole on every rank (4 bytes, so that each rank reads the true loss: LiBai's
+    counts leave it partial)."""
+    return [
+        c
+        for c in found
+        if c["kind"] == "all-reduce" and phase in (None, c["phase"]) and not is_loss_value(c)
+    ]
+
+
+def is_loss_value(collective):
+    return collective["phase"] == "forward" and collective["shape"] == []
 
 
 def test_2d_mlp_on_data_2_x_tensor_2_all_reduces_5_times(counted):
@@ -79,12 +91,14 @@ def test_2d_mlp_on_data_2_x_tensor_2_all_reduces_5_times(counted):
     assert len(backward) == 4
     assert {tuple(tuple(g) for g in c["groups"]) for c in backward} == {((0, 2), (1, 3))}
     assert len(all_reduces(found)) == 5
-    assert [c["kind"] for c in found] == ["all-reduce"] * 5
+    assert [c["kind"] for c in found] == ["all-reduce"] * 6
+    (loss,) = [c for c in found if is_loss_value(c)]
+    assert (loss["bytes"], loss["sbp"]) == (4, "(P, B) -> (B, B)")
 
 
 def test_2d_mlp_on_tensor_2_all_reduces_once(counted):
     found = counted[("mlp_2d_train", 2)]
-    assert [(c["kind"], c["phase"], c["bytes"]) for c in found] == [
+    assert [(c["kind"], c["phase"], c["bytes"]) for c in all_reduces(found)] == [
         ("all-reduce", "forward", 4 * 16 * 4)
     ]
 
@@ -108,3 +122,40 @@ def test_tiny_gpt2_on_tensor_2_all_reduce_count(counted):
 
 
 LAYER_BACKWARD = ("attn.query_key_value", "mlp.dense_h_to_4h")
+
+
+def test_sequence_parallel_gpt2_reduce_scatters_and_all_gathers_instead(counted):
+    """Megatron's sequence parallelism: each all-reduce of the forward becomes a
+    reduce-scatter over the sequence, and each block all-gathers the sequence before
+    its column-parallel projection (as does the LM head); the same bytes move."""
+    found = counted[("gpt2_sequence", 2)]
+    forward = [c for c in found if c["phase"] == "forward" and c["tensor"].startswith("model.")]
+    kinds = [(c["kind"], c["tensor"].split("-")[0], c["sbp"]) for c in forward]
+    gathered = [f"model.h.{i}.{norm}" for i in range(4) for norm in ("ln_1", "ln_2")]
+    scattered = [
+        f"model.h.{i}.{row}" for i in range(4) for row in ("attn.dense", "mlp.dense_4h_to_h")
+    ]
+    assert kinds == [
+        ("reduce-scatter", "model.wte", "(P) -> (S(1))"),
+        *(
+            step
+            for gather, scatter in zip(gathered, scattered, strict=True)
+            for step in (
+                ("all-gather", gather, "(S(1)) -> (B)"),
+                ("reduce-scatter", scatter, "(P) -> (S(1))"),
+            )
+        ),
+        ("all-gather", "model.ln_f", "(S(1)) -> (B)"),
+    ]
+    # The forward all-reduces of the plain plan, element for element.
+    plain = [
+        c for c in all_reduces(counted[("gpt2", 2)], "forward") if c["tensor"].startswith("model.")
+    ]
+    assert [c["bytes"] for c in plain] == [
+        c["bytes"] for c in forward if c["kind"] == "reduce-scatter"
+    ]
+    # Norms and the row-parallel biases see a slice of the sequence on each tensor rank:
+    # their gradients are partial sums, all-reduced over the tensor group.
+    reduced = {c["tensor"].split("-")[0] for c in all_reduces(found, "backward")}
+    assert {f"model.h.{i}.{n}" for i in range(4) for n in ("ln_1", "ln_2")} <= reduced
+    assert {"model.ln_f", "model.h.0.attn.dense", "model.h.0.mlp.dense_4h_to_h"} <= reduced

@@ -85,7 +85,7 @@ def add_control(out) -> str:
     spec.write_text(CONTROL, encoding="utf-8")
     assert specc("build", str(spec), "-o", str(out)).code == 0
     plan = json.loads(specc("plan", "--json", str(spec)).stdout)
-    plan["output"]["local_shape"][0] += 1
+    plan["outputs"][-1]["layout"]["local_shape"][0] += 1
     (out / "fuzz_control.json").write_text(json.dumps(plan), encoding="utf-8")
     return f"fuzz_control={out / 'fuzz_control.json'}"
 

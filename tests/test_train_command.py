@@ -141,8 +141,9 @@ def test_sigterm_stops_every_rank_after_one_step_and_saves_it(built: Path) -> No
 
 def test_bad_data_is_a_clear_error_with_exit_code_2(built: Path) -> None:
     """On one process (a build for tensor 1): the data is read before any step."""
-    (built / "wide.bin").write_bytes(b"\0\0" * 100)
-    (built / "wide.json").write_text('{"dtype": "uint16", "vocab_size": 50257}')
+    one = built / "one"  # run from there: `python -m` looks in the working directory first
+    (one / "wide.bin").write_bytes(b"\0\0" * 100)
+    (one / "wide.json").write_text('{"dtype": "uint16", "vocab_size": 50257}')
     done = subprocess.run(
         [
             sys.executable,
@@ -156,8 +157,8 @@ def test_bad_data_is_a_clear_error_with_exit_code_2(built: Path) -> None:
             "--checkpoint-dir",
             "bad",
         ],
-        cwd=built,
-        env={**os.environ, "PYTHONPATH": str(built / "one")},
+        cwd=one,
+        env={**os.environ, "PYTHONPATH": str(one)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,7 +3,8 @@
 Parameter counts are the published ones, computed once from the plan and once from the
 built OneFlow model. Tiny versions (2 layers, hidden 64, 4 heads) run under the launcher
 with (data, tensor) in {(1, 2), (2, 2)} against the single-process twin of
-tests/launch/parity.py: output (logits), loss, every gradient, and three SGD steps.
+tests/launch/parity.py: output (logits), loss, every gradient, and three SGD steps;
+GPT-2, BERT and the Llama also sequence parallel.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +70,22 @@ TINY = {
     ],
     "llama3_8b": DECODER,
 }
+
+
+# Run sequence parallel too: token types and a pooler (BERT), rotary and GQA (Llama).
+SEQUENCE_PARALLEL = ["gpt2", "bert_base", "llama3_8b"]
+
+
+def sequence_parallel(name: str, out: Path, package: str | None = None) -> tuple[str, Path]:
+    """A copy of a zoo spec with `sequence: true` under `parallel:`, named <name>_sp."""
+    package = package or f"{name}_sp"
+    text = (SPECS / f"{name}.yaml").read_text(encoding="utf-8")
+    assert f"\nname: {name}\n" in text and "\nparallel:\n" in text
+    text = text.replace(f"\nname: {name}\n", f"\nname: {package}\n", 1)
+    text = text.replace("\nparallel:\n", "\nparallel:\n  sequence: true\n", 1)
+    spec = out / f"{package}.yaml"
+    spec.write_text(text, encoding="utf-8")
+    return package, spec
 
 
 def overrides(pairs: list[str]) -> list[str]:
@@ -151,14 +169,22 @@ def test_overrides_are_validated_and_named(tmp_path):
 def tiny(tmp_path_factory):
     """Tiny zoo packages per (data, tensor), with their plans for the twin."""
     built = {}
+    specs = tmp_path_factory.mktemp("zoo_sequence_parallel")
     for data in (1, 2):
         out = tmp_path_factory.mktemp(f"zoo_data{data}")
-        for name, sizes in TINY.items():
-            pairs = [*sizes, "tensor=2", f"data={data}"]
-            spec = str(SPECS / f"{name}.yaml")
-            assert specc("build", spec, "-o", str(out), *overrides(pairs)).code == 0
-            plan = specc("plan", "--json", spec, *overrides(pairs))
-            (out / f"{name}.json").write_text(plan.stdout, encoding="utf-8")
+        mesh = ["tensor=2", f"data={data}"]
+        packages = [(name, SPECS / f"{name}.yaml", [*sizes, *mesh]) for name, sizes in TINY.items()]
+        packages += [
+            (*sequence_parallel(name, specs), [*TINY[name], *mesh]) for name in SEQUENCE_PARALLEL
+        ]
+        if data == 2:  # four processes: also the stream split over the sequence, staged
+            staged = sequence_parallel("gpt2", specs, "gpt2_sp_pipeline")
+            staging = ["tensor=2", "pipeline=2", "accumulation=2"]
+            packages.append((*staged, [*TINY["gpt2"], *staging]))
+        for package, spec, pairs in packages:
+            assert specc("build", str(spec), "-o", str(out), *overrides(pairs)).code == 0
+            plan = specc("plan", "--json", str(spec), *overrides(pairs))
+            (out / f"{package}.json").write_text(plan.stdout, encoding="utf-8")
         built[data] = out
     return built
 
@@ -168,13 +194,15 @@ def tiny(tmp_path_factory):
 def test_tiny_zoo_matches_single_process_twin(tiny, data):
     pytest.importorskip("oneflow")
     out, world = tiny[data], 2 * data
+    packages = [*TINY, *(f"{name}_sp" for name in SEQUENCE_PARALLEL)]
+    packages += ["gpt2_sp_pipeline"] if data == 2 else []
     run: Launch = launch(
-        world, [str(PARITY), *(f"{n}={out / n}.json" for n in TINY)], pythonpath=[out], cwd=out
+        world, [str(PARITY), *(f"{n}={out / n}.json" for n in packages)], pythonpath=[out], cwd=out
     )
     assert run.returncode == 0, run.explain()
     records = run.records()
     assert sorted((r["package"], r["rank"]) for r in records) == sorted(
-        (n, rank) for n in TINY for rank in range(world)
+        (n, rank) for n in packages for rank in range(world)
     )
     for record in records:
         assert record["errors"] == [], record

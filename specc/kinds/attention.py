@@ -223,12 +223,14 @@ def lower(ctx: Context, layer: Attention, x: Running) -> Lowered | None:
             "rope_high_freq_factor": scaling.high_freq_factor,
             "rope_original_max_positions": scaling.original_max_positions,
         }
+    after = ctx.stream(x)
+    reduction = "all-reduced" if after.tensor_sbp == B else "reduce-scattered over the sequence"
     return Lowered(
         Call("SelfAttention", (hidden, heads), tuple(kwargs)),
         x,
-        x,
+        after,
         params,
-        "q, k, v split by KV groups over tensor ranks; output all-reduced",
+        f"q, k, v split by KV groups over tensor ranks; output {reduction}",
         attributes=attributes,
         call_arguments=call,
     )
@@ -393,6 +395,10 @@ class SelfAttention(nn.Module):
     (each group: its query heads, its key head, its value head), so splitting them over
     tensor ranks hands each rank whole groups, and backward all-reduces the input's
     gradient once. The output projection `dense` is row-parallel and all-reduces.
+{% if plan.recipe.sequence_parallel %}
+    Under sequence parallelism the input is all-gathered over the sequence by the
+    projection, and `dense` reduce-scatters its output back over it.
+{% endif %}
     Masked scores get the dtype's minimum. Shapes come from the input, never a fixed
     batch.
     """

@@ -251,6 +251,13 @@ class Context(Protocol):
     def split_features(self, x: Running) -> Running:
         """`x` split on its last dimension over tensor ranks: a local slice."""
 
+    def stream(self, x: Running) -> Running:
+        """`x` as a block leaves it: under sequence parallelism a [batch, seq, hidden]
+        output is reduce-scattered over the sequence; otherwise whole."""
+
+    def whole_sequence(self, x: Running) -> Running:
+        """`x` with the whole sequence: an all-gather where sequence parallelism split it."""
+
     def layout(self, x: Running) -> Layout: ...
 
     def param(
@@ -321,6 +328,7 @@ class ClassTemplate:
     name: str
     source: str
     constants: tuple[str, ...] = ()  # SBP constants of parallel.py it uses
+    sequence_constants: tuple[str, ...] = ()  # and those it uses under sequence parallelism
     needs: tuple[str, ...] = ()  # classes it builds on, defined before it
     uses_math: bool = False
     placement: bool = True  # its constructor takes `placement=`

@@ -72,13 +72,14 @@ def lower(ctx: Context, layer: Embedding, x: Running) -> Lowered:
     if x.dtype == "int64":
         ctx.sample_ids_below(vocab)
     ctx.offer_table(Table(ctx.name, vocab, padded, layer.hidden, ctx.path))
-    after = replace(x, shape=(*x.shape[:2], layer.hidden), tensor_sbp=B, dtype="float32")
+    after = ctx.stream(replace(x, shape=(*x.shape[:2], layer.hidden), dtype="float32"))
+    reduction = "all-reduce" if after.tensor_sbp == B else "reduce-scatter over the sequence"
     return Lowered(
         Call("VocabParallelEmbedding", (padded, layer.hidden), init_kwargs(ctx.init_std)),
         x,
         after,
         [ctx.param("weight", (padded, layer.hidden), split(0), valid_rows=vocab)],
-        "ids x table rows split over tensor ranks -> partial sums -> all-reduce",
+        f"ids x table rows split over tensor ranks -> partial sums -> {reduction}",
         attributes={"vocab_size": vocab, "padded_vocab_size": padded},
     )
 
@@ -159,7 +160,12 @@ class VocabParallelEmbedding(nn.Module):
     """Token embedding whose table rows (the vocabulary) are split over tensor ranks.
 
     Each rank looks up the ids that fall in its rows and contributes zeros for the
+{% if plan.recipe.sequence_parallel %}
+    others; converting the partial sums to STREAM reduce-scatters them over the
+    sequence (Megatron's sequence parallelism).
+{% else %}
     others; converting the partial sums to ACTIVATION all-reduces them.
+{% endif %}
     """
 
     def __init__(
@@ -177,9 +183,14 @@ class VocabParallelEmbedding(nn.Module):
 
     def forward(self, ids: flow.Tensor) -> flow.Tensor:
         partial = flow._C.gather(self.weight, ids, axis=0)
+{% if plan.recipe.sequence_parallel %}
+        return partial.to_global(sbp=STREAM)
+{% else %}
         return partial.to_global(sbp=ACTIVATION)
+{% endif %}
 ''',
     constants=("ACTIVATION", "COLUMN_SPLIT"),
+    sequence_constants=("STREAM",),
 )
 
 KIND = Kind(

@@ -81,11 +81,14 @@ def lower(ctx: Context, layer: Linear, x: Running) -> Lowered:
     elif mode == "row":
         ctx.check_divisible(layer.in_features, "in_features", what="`row` linear")
         x = ctx.split_features(x)
-        module, weight, bias, out_sbp = "RowParallelLinear", split(1), B, B
-        algebra = "x features split, weight columns split -> partial sums -> all-reduce"
+        out_sbp = ctx.stream(replace(x, tensor_sbp=B)).tensor_sbp
+        module, weight, bias = "RowParallelLinear", split(1), B
+        reduction = "all-reduce" if out_sbp == B else "reduce-scatter over the sequence"
+        algebra = f"x features split, weight columns split -> partial sums -> {reduction}"
     else:
         x = ctx.whole(x, "a replicated linear")
-        module, weight, bias, out_sbp = "ReplicatedLinear", B, B, B
+        # Whole features: on a sequence split too, which it keeps.
+        module, weight, bias, out_sbp = "ReplicatedLinear", B, B, x.tensor_sbp
         algebra = "weight replicated"
     params = [ctx.param("weight", (layer.out_features, layer.in_features), weight)]
     if layer.bias:
@@ -192,17 +195,26 @@ class ColumnParallelLinear(LinearBase):
     The output stays split on its last dimension, so an element-wise op or a
     row-parallel layer after it needs no communication. In backward, the gradient of
     x is a partial sum over tensor ranks; `grad_sbp` all-reduces it (Megatron's "f").
+{% if plan.recipe.sequence_parallel %}
+    Under sequence parallelism x comes split over the sequence: it is all-gathered
+    first, and the gradient's partial sums are reduce-scattered back over it.
+{% endif %}
     """
 
     weight_sbp = COLUMN_SPLIT
     bias_sbp = COLUMN_SPLIT
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
+{% if plan.recipe.sequence_parallel %}
+        x = x.to_global(sbp=ACTIVATION, grad_sbp=x.sbp)
+{% else %}
         x = x.to_global(grad_sbp=x.sbp)
+{% endif %}
         y = flow.matmul(x, self.weight, transpose_b=True)
         return y if self.bias is None else y + self.bias
 ''',
     constants=("COLUMN_SPLIT",),
+    sequence_constants=("ACTIVATION",),
     needs=("LinearBase",),
 )
 
@@ -215,6 +227,10 @@ class RowParallelLinear(LinearBase):
     Takes x split on its last dimension (as a column-parallel layer leaves it); each
     rank multiplies its slice into a partial sum, and converting the partial sum to
     ACTIVATION all-reduces it, so the output is whole on every tensor rank.
+{% if plan.recipe.sequence_parallel %}
+    Under sequence parallelism a [batch, seq, hidden] output is reduce-scattered over
+    the sequence instead (STREAM): each rank keeps the positions it will normalise.
+{% endif %}
     """
 
     weight_sbp = ROW_SPLIT
@@ -222,10 +238,15 @@ class RowParallelLinear(LinearBase):
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         y = flow.matmul(x, self.weight, transpose_b=True)
+{% if plan.recipe.sequence_parallel %}
+        y = y.to_global(sbp=STREAM if y.dim() == 3 else ACTIVATION)
+{% else %}
         y = y.to_global(sbp=ACTIVATION)
+{% endif %}
         return y if self.bias is None else y + self.bias
 ''',
     constants=("ACTIVATION", "REPLICATED", "ROW_SPLIT"),
+    sequence_constants=("STREAM",),
     needs=("LinearBase",),
 )
 

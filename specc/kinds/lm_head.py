@@ -15,6 +15,7 @@ from pydantic import Field
 
 from specc.diagnostics import Clause, Help, Values
 from specc.kinds.base import (
+    B,
     ClassTemplate,
     Context,
     Drawn,
@@ -144,12 +145,13 @@ def _head(
     if layer.bias:
         kwargs.append(("bias", True))
     source = "tied table" if layer.tied_to else "table"
+    whole = "whole" if x.tensor_sbp == B else "gathered over the sequence"
     return Lowered(
         Call("LMHead", (vocab, padded), tuple(kwargs)),
         x,
         after,
         params,
-        f"x whole, {source} rows split -> logits split over the vocabulary",
+        f"x {whole}, {source} rows split -> logits split over the vocabulary",
         attributes={
             "tied_to": layer.tied_to,
             "vocab_size": vocab,
@@ -250,13 +252,19 @@ class LMHead(nn.Module):
         self, hidden: flow.Tensor, table: flow.Tensor | None = None
     ) -> flow.Tensor:
         table = self.weight if table is None else table
+{% if plan.recipe.sequence_parallel %}
+        # All-gathered over the sequence; the gradient reduce-scattered back over it.
+        hidden = hidden.to_global(sbp=ACTIVATION, grad_sbp=hidden.sbp)
+{% else %}
         hidden = hidden.to_global(grad_sbp=hidden.sbp)
+{% endif %}
         logits = flow.matmul(hidden, table, transpose_b=True)
         if self.bias is not None:
             logits = logits + self.bias
         return logits if self.padding is None else logits + self.padding
 ''',
     constants=("COLUMN_SPLIT",),
+    sequence_constants=("ACTIVATION",),
 )
 
 KIND = Kind(

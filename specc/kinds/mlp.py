@@ -75,12 +75,14 @@ def lower(ctx: Context, layer: MLP, x: Running) -> Lowered:
     kwargs += init_kwargs(ctx.init_std)
     if ctx.output_std != ctx.init_std:
         kwargs += init_kwargs(ctx.output_std, "output_std")
+    after = ctx.stream(x)
+    reduction = "all-reduce" if after.tensor_sbp == B else "reduce-scatter over the sequence"
     return Lowered(
         Call("MLP", (hidden, ffn), tuple(kwargs)),
         x,
-        x,
+        after,
         params,
-        "col linear, activation on split features, row linear (all-reduce)",
+        f"col linear, activation on split features, row linear ({reduction})",
         attributes={"activation": layer.activation, "gated": layer.gated, "bias": layer.bias},
     )
 

@@ -56,7 +56,9 @@ def lower(ctx: Context, layer: PositionEmbedding, x: Running) -> Lowered | None:
         x,
         x,
         [ctx.param("weight", (layer.max_positions, hidden), B)],
-        "adds replicated rows 0..seq-1",
+        "adds its positions' rows (the sequence is split)"
+        if x.tensor_sbp != B
+        else "adds replicated rows 0..seq-1",
     )
 
 
@@ -98,9 +100,16 @@ class PositionEmbedding(nn.Module):
         nn.init.normal_(self.weight, std=init_std)
 
     def forward(self, hidden: flow.Tensor) -> flow.Tensor:
+{% if plan.recipe.sequence_parallel %}
+        # The hidden stream is split over the sequence: each rank adds its positions.
+        rows = self.weight[: hidden.shape[1]].to_global(sbp=POSITIONS)
+        return hidden + rows
+{% else %}
         return hidden + self.weight[: hidden.shape[1]]
+{% endif %}
 ''',
     constants=("REPLICATED",),
+    sequence_constants=("POSITIONS",),
 )
 
 KIND = Kind(

@@ -44,7 +44,7 @@ def lower(ctx: Context, layer: SelectToken, x: Running) -> Lowered | None:
             "index",
             help=f"use an index below {x.shape[1]}",
         )
-    x = ctx.whole(x, "select_token")
+    x = ctx.whole_sequence(ctx.whole(x, "select_token"))
     after = replace(x, shape=(x.shape[0], x.shape[2]))
     return Lowered(
         Call("SelectToken", (layer.index,)),

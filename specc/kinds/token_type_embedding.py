@@ -87,9 +87,14 @@ class TokenTypeEmbedding(nn.Module):
     ) -> flow.Tensor:
         if types is None:  # every token of type 0
             return hidden + self.weight[0]
+{% if plan.recipe.sequence_parallel %}
+        # The hidden stream is split over the sequence: each rank looks up its types.
+        types = types.to_global(sbp=STREAM)
+{% endif %}
         return hidden + flow._C.gather(self.weight, types, axis=0)
 ''',
     constants=("REPLICATED",),
+    sequence_constants=("STREAM",),
 )
 
 KIND = Kind(

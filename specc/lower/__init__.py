@@ -37,7 +37,7 @@ def lower(spec: Spec, document: Document, diagnostics: Diagnostics) -> Plan | No
     """Lower `spec` to a plan; report every problem and return None if lowering found one."""
     errors_before = diagnostics.error_count
     parallel = spec.parallel
-    grid = Grid(parallel.data, parallel.tensor, parallel.pipeline)
+    grid = Grid(parallel.data, parallel.tensor, parallel.pipeline, sequence=parallel.sequence)
     report = Reporter(document, diagnostics)
     constants = Constants(grid, split(0) if spec.inputs[0].split == "data" else B)
     constants.activation()

@@ -183,7 +183,10 @@ def _layer_classes(used: set[str], loss: bool, constants: Constants) -> tuple[La
     wanted = used | ({"cross_entropy"} if loss else set())
     classes = []
     for template in kinds.needed_classes(wanted):
-        declared = tuple(constants.for_class(name) for name in template.constants)
+        wanted_constants = template.constants
+        if constants.grid.sequence:
+            wanted_constants += template.sequence_constants
+        declared = tuple(constants.for_class(name) for name in wanted_constants)
         classes.append(
             LayerClass(template.name, f"classes/{template.name}", declared, template.uses_math)
         )

@@ -21,7 +21,7 @@ from specc.spec import Spec
 def check_setup(spec: Spec, document: Document, diagnostics: Diagnostics, *, inputs: bool) -> None:
     """Check the mesh and, with `inputs`, the inputs and the training batch."""
     parallel = spec.parallel
-    grid = Grid(parallel.data, parallel.tensor, parallel.pipeline)
+    grid = Grid(parallel.data, parallel.tensor, parallel.pipeline, sequence=parallel.sequence)
     build_mesh(spec, grid, document, diagnostics)
     if not inputs:
         return

@@ -107,7 +107,7 @@ def recipe(
         recompute=training.recompute,
         zero=training.zero,
         seed=training.seed,
-        sequence_parallel=spec.parallel.sequence,
+        sequence_parallel=spec.parallel.sequence and spec.parallel.tensor > 1,
     )
 
 

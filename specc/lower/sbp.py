@@ -18,16 +18,25 @@ _COMMENTS = {
     "COLUMN_SPLIT": "col weights, vocabulary: rows over tensor ranks",
     "ROW_SPLIT": "row weight: columns over tensor ranks",
     "REPLICATED": "whole on every rank",
+    "STREAM": "[batch, seq, hidden] between blocks: seq over tensor ranks",
+    "POSITIONS": "rows of a position table, as the sequence is split",
 }
 # The layout of the constants that layers.py's classes name, over (data, tensor).
-_CLASS_CONSTANTS = {"COLUMN_SPLIT": split(0), "ROW_SPLIT": split(1), "REPLICATED": B}
+_CLASS_CONSTANTS = {
+    "COLUMN_SPLIT": split(0),
+    "ROW_SPLIT": split(1),
+    "REPLICATED": B,
+    "POSITIONS": split(0),
+}
 
 
 class Grid:
     """The mesh's sizes, and what they make of shapes and SBP."""
 
-    def __init__(self, data: int, tensor: int, pipeline: int) -> None:
+    def __init__(self, data: int, tensor: int, pipeline: int, *, sequence: bool = False) -> None:
         self.data, self.tensor, self.pipeline = data, tensor, pipeline
+        # Sequence parallelism: only tensor ranks can split the sequence.
+        self.sequence = sequence and tensor > 1
         self.axes = tuple(axis for axis, size in (("data", data), ("tensor", tensor)) if size > 1)
 
     @property
@@ -53,6 +62,11 @@ class Grid:
     def layout(self, shape: Shape, data_sbp: str, tensor_sbp: str) -> Layout:
         sbp = self.nd(data_sbp, tensor_sbp)
         return Layout(shape, sbp, self.local(shape, sbp))
+
+    def streams(self, x: Running) -> bool:
+        """Whether `x` rests split over the sequence: [batch, seq, hidden] floats under
+        sequence parallelism."""
+        return self.sequence and len(x.shape) == 3 and x.dtype == "float32"
 
     def of(self, x: Running) -> Layout:
         return self.layout(x.shape, x.data_sbp, x.tensor_sbp)
@@ -98,10 +112,17 @@ class Constants:
         self.activation()
         return self.constant(f"FEATURE_SPLIT_{len(x.shape)}D", x.data_sbp, x.tensor_sbp)
 
+    def stream(self) -> str:
+        """[batch, seq, hidden] activations under sequence parallelism: the batch over data
+        ranks, the sequence over tensor ranks."""
+        return self.constant("STREAM", self.data_sbp, split(1))
+
     def for_class(self, name: str) -> str:
         """A constant a class of layers.py names."""
         if name == "ACTIVATION":
             return self.activation()
+        if name == "STREAM":
+            return self.stream()
         return self.constant(name, B, _CLASS_CONSTANTS[name])
 
     def used(self, names: set[str]) -> tuple[SbpConstant, ...]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from specc import kinds, names
 from specc.diagnostics import Help
-from specc.kinds.base import LayerModel, Lowered, Running, Table
+from specc.kinds.base import B, LayerModel, Lowered, Running, Table, listed, split
 from specc.lower import relayout
 from specc.lower.inputs import Inputs
 from specc.lower.reporter import Reporter
@@ -126,6 +126,7 @@ class Walk:
         self.tables: dict[str, Table] = {}
         self.parameters = 0  # lowered so far, to weigh the units
         self._frames: list[_Frame] = []
+        self._sequence_reported = False
 
     def run(self) -> Running:
         """Lower the top-level layers; the activation the model returns."""
@@ -136,6 +137,8 @@ class Walk:
             if layer.opens_scope:
                 unit.repetitions = getattr(layer, "times", 1)
             self.units.append(unit)
+            if index == 0:
+                x = self.rest(x, f"input `{self.first_input}`")  # as sequence parallelism keeps it
             before = self.parameters
             x = self.layer(path, layer, x)
             unit.exit = x
@@ -152,9 +155,21 @@ class Walk:
             self._frames.pop()
         if result is None:
             return x
-        if isinstance(result, Running):
-            return result
-        return self._add_layer(path, layer.kind, result)
+        if not isinstance(result, Running):
+            result = self._add_layer(path, layer.kind, result)
+        return self.rest(result, f"`{self.layer_names[path]}`")
+
+    def rest(self, x: Running, where: str) -> Running:
+        """`x` as it rests between layers: under sequence parallelism, a whole [batch,
+        seq, hidden] activation (a patch embedding's, a float input) is sliced over the
+        sequence, so that residual branches meet in one layout."""
+        if self.grid.streams(x) and not self._sequence_divides(x, where):
+            return x
+        return self._relayout(
+            relayout.split_sequence(
+                x, reads=self.scope.reads, writes=HIDDEN, grid=self.grid, constants=self.constants
+            )
+        )
 
     def _add_layer(self, path: YamlPath, kind: str, lowered: Lowered) -> Running:
         module = lowered.module
@@ -304,7 +319,47 @@ class Walk:
             )
         )
 
+    def stream(self, x: Running) -> Running:
+        if not self.grid.streams(x) or not self._sequence_divides(x, f"`{self.name}`"):
+            return replace(x, tensor_sbp=B)
+        return replace(x, tensor_sbp=split(1))
+
+    def whole_sequence(self, x: Running) -> Running:
+        return self._relayout(
+            relayout.gather_sequence(
+                x,
+                consumer=self.name,
+                reads=self.scope.reads,
+                writes=HIDDEN,
+                grid=self.grid,
+                constants=self.constants,
+            )
+        )
+
+    def _sequence_divides(self, x: Running, where: str) -> bool:
+        """Whether the sequence of `x` divides over tensor ranks; reported once if not."""
+        seq, tensor = x.shape[1], self.grid.tensor
+        if seq % tensor == 0:
+            return True
+        if not self._sequence_reported:
+            self._sequence_reported = True
+            sizes = [size for size in range(2, min(seq, 64) + 1) if seq % size == 0]
+            self.report.error(
+                "E319",
+                f"sequence parallelism splits the sequence over tensor ranks, but the "
+                f"sequence of {seq} (from {where}) is not divisible by tensor {tensor}",
+                ("parallel", "sequence"),
+                help=(
+                    f"use a tensor size that divides {seq}: {listed(sizes)}, or leave sequence out"
+                    if sizes
+                    else f"no tensor size up to 64 divides {seq}: change the sequence, or "
+                    "leave sequence out"
+                ),
+            )
+        return False
+
     def split_features(self, x: Running) -> Running:
+        x = self.whole_sequence(x)
         return self._relayout(
             relayout.slice_features(
                 x, reads=self.scope.reads, writes=HIDDEN, grid=self.grid, constants=self.constants

@@ -17,8 +17,8 @@ from .training import TrainGraph, mean_loss
 
 # Why `train` reads no data for this model: write the loop with TrainGraph instead.
 CANNOT_TRAIN = (
-    "the train command fills only the first input, and `token_type_ids` is required too "
-    "(an optional one is left out)"
+    "the train command fills only the first input, and `token_type_ids` is required "
+    "too (an optional one is left out)"
 )
 
 
