@@ -83,8 +83,10 @@ $(HF_STAMP): requirements/hf.txt
 	touch $(HF_STAMP)
 
 # Rewrites tests/fixtures/hf/ from scratch (seeded: same versions, same bytes); offline.
+# gpt2_train (torch training the gpt2 fixture by specc's recipe) needs gpt2 first.
 hf-fixtures: hf-venv
 	HF_HUB_OFFLINE=1 $(HF_PY) scripts/hf_fixtures.py
+	HF_HUB_OFFLINE=1 $(HF_PY) scripts/hf_train_fixture.py
 
 # Training-step time of generated packages against hand-written OneFlow twins, one
 # launch per world size (2 and 4 processes); see benchmarks/RESULTS-step-time.md.

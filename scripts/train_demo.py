@@ -17,34 +17,52 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pydoc_data.topics
 import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-import pydoc_data.topics
-
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "train-demo"
-SIZES = ["vocab=256", "hidden=64", "heads=4", "layers=2", "positions=64", "seq=64",
-         "micro_batch=8"]
+SIZES = ["vocab=256", "hidden=64", "heads=4", "layers=2", "positions=64", "seq=64", "micro_batch=8"]
 EVAL_FRACTION = 0.1
 
 
 def build(plan: str, *sizes: str) -> Path:
     target = OUT / plan
     shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "specc", "build", str(REPO / "specs" / "gpt2.yaml"),
-               "-o", str(target), *(f"--set={s}" for s in (*SIZES, *sizes))]
+    command = [
+        sys.executable,
+        "-m",
+        "specc",
+        "build",
+        str(REPO / "specs" / "gpt2.yaml"),
+        "-o",
+        str(target),
+        *(f"--set={s}" for s in (*SIZES, *sizes)),
+    ]
     subprocess.run(command, check=True)
     return target
 
 
 def train(package_dir: Path, port: int, *arguments: str) -> None:
-    command = [sys.executable, "-m", "oneflow.distributed.launch", "--nproc_per_node", "4",
-               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "gpt2",
-               "train", *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "oneflow.distributed.launch",
+        "--nproc_per_node",
+        "4",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "gpt2",
+        "train",
+        *arguments,
+    ]
     print("$", " ".join(command[2:]), flush=True)
     subprocess.run(command, cwd=package_dir, check=True)
 
@@ -69,14 +87,29 @@ def main() -> int:
     tensor_parallel = build("tensor4", "tensor=4", "micro_batch=16", *schedule)
     text = Path(pydoc_data.topics.__file__)
     corpus = OUT / "topics.bin"
-    subprocess.run([sys.executable, "-m", "gpt2", "prepare-text", str(text), str(corpus)],
-                   cwd=data_parallel, check=True)
-    common = ["--data", str(corpus), "--checkpoint-dir", str(run), "--eval-every", "50",
-              "--eval-batches", "8", "--save-every", "100", "--log-every", "25"]
+    subprocess.run(
+        [sys.executable, "-m", "gpt2", "prepare-text", str(text), str(corpus)],
+        cwd=data_parallel,
+        check=True,
+    )
+    common = [
+        "--data",
+        str(corpus),
+        "--checkpoint-dir",
+        str(run),
+        "--eval-every",
+        "50",
+        "--eval-batches",
+        "8",
+        "--save-every",
+        "100",
+        "--log-every",
+        "25",
+    ]
     train(data_parallel, arguments.port, *common, "--steps", str(first))
     print(f"\n--- resuming at step {first} under tensor 4 ---\n", flush=True)
     train(tensor_parallel, arguments.port, *common, "--steps", str(steps), "--resume")
-    held_out = text.read_bytes()[-int(text.stat().st_size * EVAL_FRACTION):]
+    held_out = text.read_bytes()[-int(text.stat().st_size * EVAL_FRACTION) :]
     entropy = unigram_entropy(held_out)
     records = [json.loads(line) for line in (run / "train.jsonl").open(encoding="utf-8")]
     curve = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]

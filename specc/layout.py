@@ -146,10 +146,12 @@ def _assign_lines(assignment: Assign, indent: int) -> list[str]:
 def _string_pieces(text: str, width: int) -> list[str]:
     """`text` cut after spaces into pieces of at most `width` characters where it can be."""
     pieces = [""]
-    for word in text.split(" "):
+    words = text.split(" ")
+    for index, word in enumerate(words):
         candidate = f"{pieces[-1]} {word}" if pieces[-1] else word
         # A piece that is not the last keeps the space after it: count it.
-        if len(json.dumps(candidate + " ")) - 2 <= width or not pieces[-1]:
+        spaced = candidate if index == len(words) - 1 else candidate + " "
+        if len(json.dumps(spaced)) - 2 <= width or not pieces[-1]:
             pieces[-1] = candidate
         else:
             pieces[-1] += " "

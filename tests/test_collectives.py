@@ -154,6 +154,14 @@ def test_sequence_parallel_gpt2_reduce_scatters_and_all_gathers_instead(counted)
     assert [c["bytes"] for c in plain] == [
         c["bytes"] for c in forward if c["kind"] == "reduce-scatter"
     ]
+    # Backward mirrors it, as Megatron's: the gradient entering each row-parallel block
+    # (and the embedding) is all-gathered, the one leaving each column-parallel
+    # projection (and the LM head) reduce-scattered; no all-to-all.
+    backward = [c for c in found if c["phase"] == "backward"]
+    assert "all-to-all" not in {c["kind"] for c in backward}
+    assert len([c for c in backward if c["kind"] == "reduce-scatter"]) == 2 * 4 + 1
+    stream = [c for c in backward if c["kind"] == "all-gather" and c["sbp"] == "(S(1)) -> (B)"]
+    assert len(stream) == 2 * 4 + 1
     # Norms and the row-parallel biases see a slice of the sequence on each tensor rank:
     # their gradients are partial sums, all-reduced over the tensor group.
     reduced = {c["tensor"].split("-")[0] for c in all_reduces(found, "backward")}

@@ -229,7 +229,9 @@ class RowParallelLinear(LinearBase):
     ACTIVATION all-reduces it, so the output is whole on every tensor rank.
 {% if plan.recipe.sequence_parallel %}
     Under sequence parallelism a [batch, seq, hidden] output is reduce-scattered over
-    the sequence instead (STREAM): each rank keeps the positions it will normalise.
+    the sequence instead (STREAM): each rank keeps the positions it will normalise;
+    its gradient is all-gathered back (`grad_sbp`), as Megatron does, so that the
+    weight's gradient needs no communication.
 {% endif %}
     """
 
@@ -239,7 +241,8 @@ class RowParallelLinear(LinearBase):
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         y = flow.matmul(x, self.weight, transpose_b=True)
 {% if plan.recipe.sequence_parallel %}
-        y = y.to_global(sbp=STREAM if y.dim() == 3 else ACTIVATION)
+        sbp = STREAM if y.dim() == 3 else ACTIVATION
+        y = y.to_global(sbp=sbp, grad_sbp=ACTIVATION)
 {% else %}
         y = y.to_global(sbp=ACTIVATION)
 {% endif %}

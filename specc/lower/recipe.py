@@ -53,7 +53,7 @@ def recipe(
             "E318",
             "momentum is SGD's; AdamW's moments are set by `betas`",
             (*path, "optimizer", "momentum"),
-            help="write `betas: [0.9, 0.999]`, or `kind: sgd`",
+            help="write `betas:` (AdamW's two moment decays), or `kind: sgd`",
         )
     if optimizer.kind == "sgd" and {"betas", "eps"} & optimizer.model_fields_set:
         report.error(
@@ -125,7 +125,7 @@ def _device_warnings(spec: Spec, training: Training, report: Reporter) -> None:
             f"ZeRO stage {training.zero} shards over data ranks, which OneFlow 0.9 cannot do "
             "on device cpu (every rank aborts)",
             ("training", "zero"),
-            help="use `device: cuda` (or auto on GPUs), or `zero: 0`",
+            help="use `device: cuda` (or auto on GPUs), or leave `zero` out",
         )
     if device == "cpu" and training.precision != "fp32":
         report.warning(
@@ -140,5 +140,5 @@ def _device_warnings(spec: Spec, training: Training, report: Reporter) -> None:
             "W504",
             "sequence parallelism splits the sequence over tensor ranks, and tensor is 1",
             ("parallel", "sequence"),
-            help="use tensor 2 or more, or leave sequence out",
+            help="split over tensor ranks too (`parallel.tensor`), or leave sequence out",
         )

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from specc import kinds, names
-from specc.diagnostics import Help
-from specc.kinds.base import B, LayerModel, Lowered, Running, Table, listed, split
+from specc.diagnostics import Clause, Help
+from specc.kinds.base import B, LayerModel, Lowered, Running, Table, axis_sizes, split
 from specc.lower import relayout
 from specc.lower.inputs import Inputs
 from specc.lower.reporter import Reporter
@@ -343,17 +343,14 @@ class Walk:
             return True
         if not self._sequence_reported:
             self._sequence_reported = True
-            sizes = [size for size in range(2, min(seq, 64) + 1) if seq % size == 0]
             self.report.error(
                 "E319",
                 f"sequence parallelism splits the sequence over tensor ranks, but the "
                 f"sequence of {seq} (from {where}) is not divisible by tensor {tensor}",
                 ("parallel", "sequence"),
-                help=(
-                    f"use a tensor size that divides {seq}: {listed(sizes)}, or leave sequence out"
-                    if sizes
-                    else f"no tensor size up to 64 divides {seq}: change the sequence, or "
-                    "leave sequence out"
+                help=Help.of(
+                    Clause(f"use a tensor size that divides {seq}: {{}}", axis_sizes(seq, tensor)),
+                    "leave sequence out",
                 ),
             )
         return False

@@ -96,7 +96,9 @@ class RowParallelLinear(LinearBase):
     rank multiplies its slice into a partial sum, and converting the partial sum to
     ACTIVATION all-reduces it, so the output is whole on every tensor rank.
     Under sequence parallelism a [batch, seq, hidden] output is reduce-scattered over
-    the sequence instead (STREAM): each rank keeps the positions it will normalise.
+    the sequence instead (STREAM): each rank keeps the positions it will normalise;
+    its gradient is all-gathered back (`grad_sbp`), as Megatron does, so that the
+    weight's gradient needs no communication.
     """
 
     weight_sbp = ROW_SPLIT
@@ -104,7 +106,8 @@ class RowParallelLinear(LinearBase):
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
         y = flow.matmul(x, self.weight, transpose_b=True)
-        y = y.to_global(sbp=STREAM if y.dim() == 3 else ACTIVATION)
+        sbp = STREAM if y.dim() == 3 else ACTIVATION
+        y = y.to_global(sbp=sbp, grad_sbp=ACTIVATION)
         return y if self.bias is None else y + self.bias
 
 
