@@ -789,6 +789,16 @@ class Plan:
         return ImportFrom(".model", ("Model", *constants))
 
     @property
+    def training_parallel_imports(self) -> ImportFrom:
+        """What training.py imports from parallel.py."""
+        names = ["ACCUMULATION"]
+        if self.recipe.zero:
+            names += ["DATA", "DEVICE"]  # ZeRO is refused where OneFlow would abort
+        if self.mesh.pipelined:
+            names.append("STAGES")
+        return ImportFrom(".parallel", tuple(names))
+
+    @property
     def model_imports(self) -> tuple[ImportFrom, ...]:
         """What model.py imports from layers.py and parallel.py."""
         defined = {c.name for c in self.layer_classes}

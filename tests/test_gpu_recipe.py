@@ -6,8 +6,9 @@ precision says) and ZeRO aborts every rank once it shards anything
 (../shared/research/oneflow-cpu-features.md). So everywhere: specc says so on device
 cpu (W504 for precision, E318 for ZeRO over data ranks, neither on device cuda), and a
 CPU run of precision fp16 compiles no cast, keeps its loss scaling and computes torch's
-fp32 losses, which is what W504 claims. Where CUDA is present, tests/cases/gpt2_recipe.yaml
-on device cuda trains the fixture's batches (tests/fixtures/hf/gpt2_train) and must
+fp32 losses, which is what W504 claims; with `device: auto` the TrainGraph refuses
+ZeRO on CPUs with a message, where OneFlow would abort. Where CUDA is present,
+tests/cases/gpt2_recipe.yaml on device cuda trains the fixture's batches (tests/fixtures/hf/gpt2_train) and must
   - fp16 (dynamic and static loss scale), bf16: compile casts to the half type, keep
     fp32 weights, loss scaling for fp16 only, and come within 5e-3 (fp16: 11-bit
     mantissa) or 2e-2 (bf16: 8 bits) of torch's fp32 losses on every step, while not
@@ -149,6 +150,33 @@ def test_cpu_mixed_precision_compiles_no_cast_and_computes_fp32(tmp_path):
 
 
 # --- with CUDA ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(GPUS > 0, reason="on GPUs ZeRO runs: nothing to refuse")
+def test_zero_on_cpus_is_refused_by_the_train_graph_not_an_abort(tmp_path):
+    """`device: auto` passes validation (it may mean GPUs); on CPUs the TrainGraph says
+    why it cannot shard, where OneFlow would abort every rank."""
+    build(tmp_path, "zero_auto", variant(tmp_path / "z.yaml", "auto", zero=1), "data=2")
+    driver = tmp_path / "refuse_zero.py"
+    driver.write_text(
+        "import json\n"
+        "import oneflow as flow\n"
+        "import zero_auto\n"
+        "try:\n"
+        "    zero_auto.TrainGraph(zero_auto.Model())\n"
+        "    said = None\n"
+        "except RuntimeError as error:\n"
+        "    said = str(error)\n"
+        "print(json.dumps({'rank': flow.env.get_rank(), 'said': said}), flush=True)\n",
+        encoding="utf-8",
+    )
+    run = launch(2, [str(driver)], pythonpath=[tmp_path / "packages"], cwd=tmp_path)
+    assert run.returncode == 0, run.explain()
+    said = {record["said"] for record in run.records()}
+    assert len(run.records()) == 2 and len(said) == 1, run.explain()
+    (message,) = said
+    assert message is not None and message.startswith("ZeRO stage 1 needs GPUs: "), message
+    assert "set `zero: 0`" in message
 
 
 @needs_cuda

@@ -45,7 +45,8 @@ class Optimizer(flow.optim.AdamW):
     """The recipe's optimizer, one parameter group for every parameter.
 
     One group, so that clipping takes the norm of all gradients at once (OneFlow clips
-    each group by its own norm); weight decay skips NO_DECAY by name in the graph.
+    each group by its own norm); weight decay skips NO_DECAY by name in the graph. It
+    is meant for TrainGraph: stepped eagerly, it would decay every parameter.
     """
 
     def __init__(self, model: nn.Module) -> None:
