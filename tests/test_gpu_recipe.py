@@ -8,7 +8,8 @@ cpu (W504 for precision, E318 for ZeRO over data ranks, neither on device cuda),
 CPU run of precision fp16 compiles no cast, keeps its loss scaling and computes torch's
 fp32 losses, which is what W504 claims; with `device: auto` the TrainGraph refuses
 ZeRO on CPUs with a message, where OneFlow would abort. Where CUDA is present,
-tests/cases/gpt2_recipe.yaml on device cuda trains the fixture's batches (tests/fixtures/hf/gpt2_train) and must
+tests/cases/gpt2_recipe.yaml on device cuda trains the fixture's batches
+(tests/fixtures/hf/gpt2_train) and must
   - fp16 (dynamic and static loss scale), bf16: compile casts to the half type, keep
     fp32 weights, loss scaling for fp16 only, and come within 5e-3 (fp16: 11-bit
     mantissa) or 2e-2 (bf16: 8 bits) of torch's fp32 losses on every step, while not
