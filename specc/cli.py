@@ -10,6 +10,7 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -19,6 +20,9 @@ from pathlib import Path
 from specc import __version__, api, codes, report, schema
 from specc.diagnostics import Diagnostic
 from specc.emit import OutputError
+from specc.estimate import estimate
+from specc.estimate.text import report_text
+from specc.estimate.units import parse_bytes
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
@@ -64,9 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     _diagnostic_options(validate)
     validate.set_defaults(run=_validate)
 
-    plan = commands.add_parser("plan", help="print the lowered plan of a spec")
+    plan = commands.add_parser(
+        "plan",
+        help="print the lowered plan of a spec, and its memory and communication per rank",
+    )
     plan.add_argument("spec", help="the spec file")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    plan.add_argument(
+        "--device-memory",
+        type=_bytes,
+        metavar="SIZE",
+        help="each device's memory, e.g. 80GiB: say whether every rank fits",
+    )
     _override_option(plan)
     _diagnostic_options(plan)
     plan.set_defaults(run=_plan)
@@ -132,10 +145,34 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 def _plan(arguments: argparse.Namespace) -> int:
     result = api.check(arguments.spec, arguments.overrides)
+    if arguments.format == "json" and not arguments.json:
+        # One JSON document: the diagnostics and the report (docs/plan-report.md).
+        plan = result.plan
+        estimated = None if plan is None else estimate(plan, arguments.device_memory)
+        status = _show([result], arguments, quiet=True)
+        document = {
+            "diagnostics": json.loads(report.as_json(result.diagnostics.sorted())),
+            "report": None if estimated is None else estimated.to_dict(),
+        }
+        print(json.dumps(document, indent=2))
+        return status
     status = _show([result], arguments)
-    if result.plan is not None:
-        print(result.plan.to_json() if arguments.json else result.plan.to_text(), end="")
+    if result.plan is None:
+        return status
+    if arguments.json:
+        print(result.plan.to_json(), end="")
+        return status
+    estimated = estimate(result.plan, arguments.device_memory)
+    print(result.plan.to_text() + report_text(estimated), end="")
     return status
+
+
+def _bytes(text: str) -> int:
+    """argparse's type for sizes: a bad one is a usage error (exit 2), not a traceback."""
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _schema(arguments: argparse.Namespace) -> int:
@@ -169,8 +206,9 @@ def _schema(arguments: argparse.Namespace) -> int:
     return OK
 
 
-def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
-    """Print the diagnostics of every result; return the exit status they call for."""
+def _show(results: list[api.Result], arguments: argparse.Namespace, *, quiet: bool = False) -> int:
+    """Print the diagnostics of every result (unless `quiet`); return the exit status they
+    call for."""
     sources: dict[str, str] = {}
     everything: list[Diagnostic] = []
     shown = []
@@ -180,7 +218,9 @@ def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
         ordered = result.diagnostics.sorted()
         everything += ordered
         shown.append(ordered)
-    if arguments.format == "json":
+    if quiet:
+        pass
+    elif arguments.format == "json":
         print(report.as_json(everything), end="")
     elif arguments.format == "github":
         print(report.github(everything), end="")

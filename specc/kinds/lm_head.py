@@ -31,8 +31,9 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
+from specc.kinds.costs import Comm, Cost, numel, rows
 from specc.kinds.embedding import padded_vocabulary
-from specc.plan import Call, Expr, Param, Ref
+from specc.plan import Call, Expr, LayerStep, Param, Ref
 
 
 class LMHead(LayerModel):
@@ -259,6 +260,19 @@ class LMHead(nn.Module):
     constants=("COLUMN_SPLIT",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its input (T x hidden) for the table's gradient; the logits it makes are
+    kept by the loss. Flops: 2 T x hidden x the local vocabulary. On tensor > 1 (the
+    logits split over the vocabulary) the input's gradient is all-reduced in backward."""
+    hidden, vocab = step.input.local_shape[-1], step.output.local_shape[-1]
+    comms: tuple[Comm, ...] = ()
+    if step.output.shape[-1] != vocab:
+        comms = (Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),)
+    flops = 2 * rows(step.input) * hidden * vocab
+    return Cost(saved=numel(step.input), flops=flops, comms=comms)
+
+
 KIND = Kind(
     LMHead,
     lower,
@@ -268,4 +282,5 @@ KIND = Kind(
     fuzz=Fuzz(
         draw, roles=frozenset({"end"}), weight=3, mistakes=(tied_to_unknown, tied_and_untied)
     ),
+    cost=cost,
 )

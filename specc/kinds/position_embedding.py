@@ -23,7 +23,8 @@ from specc.kinds.base import (
     Twin,
     init_kwargs,
 )
-from specc.plan import Call
+from specc.kinds.costs import Cost, numel
+from specc.plan import Call, LayerStep
 
 
 class PositionEmbedding(LayerModel):
@@ -103,6 +104,12 @@ class PositionEmbedding(nn.Module):
     constants=("REPLICATED",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps nothing (an addition's gradient needs no input); N flops for the addition."""
+    return Cost(flops=numel(step.input))
+
+
 KIND = Kind(
     PositionEmbedding,
     lower,
@@ -111,4 +118,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"}), mistakes=(too_few_positions,)),
     synonyms=("positional_embedding",),
+    cost=cost,
 )
