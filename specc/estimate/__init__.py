@@ -18,18 +18,10 @@ from collections.abc import Iterable
 from specc.estimate.report import Collective, RankMemory, Report, StageEstimate
 from specc.estimate.state import gradient_reduction, optimizer_states, stage_state
 from specc.estimate.tally import Event, Tally
+from specc.kinds.costs import in_flight
 from specc.plan import Plan, RankGrid
 
 __all__ = ["Report", "estimate", "in_flight"]
-
-
-def in_flight(stage: int, pipeline: int, micro_batches: int) -> int:
-    """Micro-batches whose activations stage `stage` keeps at once under 1F1B.
-
-    >>> [in_flight(s, 4, 8) for s in range(4)], in_flight(0, 4, 2)
-    ([4, 3, 2, 1], 2)
-    """
-    return max(1, min(micro_batches, pipeline - stage))
 
 
 def estimate(plan: Plan, device_memory: int | None = None) -> Report:

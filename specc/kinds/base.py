@@ -124,7 +124,8 @@ class LayerModel(StrictModel):
         None,
         description=(
             "Pipeline stage of a top-level layer (0 = first). Layers without one follow the "
-            "layer before them; when no layer has one, stages are balanced by parameters."
+            "layer before them; when no layer has one, stages are balanced by estimated time "
+            "and memory."
         ),
         examples=[0],
     )
@@ -286,8 +287,9 @@ class Context(Protocol):
     def activation(self, name: str) -> Call:
         """The module computing the element-wise activation kind `name`."""
 
-    def share_stage_with(self, layer: str, weight: int) -> None:
-        """Run on `layer`'s pipeline stage (whose weights this layer uses); weigh `weight`."""
+    def share_stage_with(self, layer: str) -> None:
+        """Run on `layer`'s pipeline stage (whose weights this layer uses); the weights
+        are counted once, with `layer`, when stages are balanced."""
 
     def sequence(self, layers: Sequence[LayerModel], x: Running) -> Running:
         """Lower a body's layers in this scope (a residual)."""

@@ -86,3 +86,13 @@ def matmul_flops(x: Layout, weight: Param) -> int:
 def elementwise(step: LayerStep) -> Cost:
     """An element-wise activation keeps its input: N = the input's local elements."""
     return Cost(saved=numel(step.input), flops=numel(step.input))
+
+
+def in_flight(stage: int, pipeline: int, micro_batches: int) -> int:
+    """Micro-batches whose activations stage `stage` keeps at once under 1F1B, the
+    schedule of OneFlow's pipelined graph (the estimate, and the balancer, use it).
+
+    >>> [in_flight(s, 4, 8) for s in range(4)], in_flight(0, 4, 2)
+    ([4, 3, 2, 1], 2)
+    """
+    return max(1, min(micro_batches, pipeline - stage))

@@ -120,8 +120,8 @@ def _tied(ctx: Context, layer: LMHead, tied_to: str, x: Running) -> Lowered | No
             ),
         )
     x = ctx.whole(x, "lm_head")
-    # The head weighs its table when stages are balanced.
-    ctx.share_stage_with(tied_to, table.vocab * table.hidden)
+    # The head runs where its table is; the table is weighed once, with the embedding.
+    ctx.share_stage_with(tied_to)
     bias = ctx.param("bias", (table.padded,), split(0), valid_rows=table.vocab)
     params = [bias] if layer.bias else []
     lowered = _head(ctx, layer, x, table.vocab, table.padded, params)
