@@ -17,8 +17,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from specc import __version__, api, codes, report, schema
-from specc.diagnostics import Diagnostic
+from specc import __version__, api, codes, planner, report, schema, source
+from specc.diagnostics import Diagnostic, Diagnostics
 from specc.emit import OutputError
 from specc.estimate import estimate
 from specc.estimate.text import report_text
@@ -79,6 +79,28 @@ def _parser() -> argparse.ArgumentParser:
         type=_bytes,
         metavar="SIZE",
         help="each device's memory, e.g. 80GiB: say whether every rank fits",
+    )
+    plan.add_argument(
+        "--world",
+        type=_positive,
+        metavar="N",
+        help="plan for N devices: rank every data x tensor x pipeline and batch split",
+    )
+    plan.add_argument(
+        "--gpus-per-node",
+        type=_positive,
+        default=8,
+        metavar="G",
+        help="devices per node; tensor groups stay inside one (default 8)",
+    )
+    plan.add_argument(
+        "--global-batch",
+        type=_positive,
+        metavar="B",
+        help="samples per step the planner splits (default: the spec's)",
+    )
+    plan.add_argument(
+        "--apply", action="store_true", help="with --world: write the best sizes into the spec"
     )
     _override_option(plan)
     _diagnostic_options(plan)
@@ -144,6 +166,13 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 
 def _plan(arguments: argparse.Namespace) -> int:
+    if arguments.world is not None:
+        return _plan_world(arguments)
+    for option in ("apply", "global_batch"):
+        if getattr(arguments, option):
+            flag = "--" + option.replace("_", "-")
+            print(f"specc plan: error: {flag} needs --world N", file=sys.stderr)
+            return INVALID
     result = api.check(arguments.spec, arguments.overrides)
     if arguments.format == "json" and not arguments.json:
         # One JSON document: the diagnostics and the report (docs/plan-report.md).
@@ -165,6 +194,62 @@ def _plan(arguments: argparse.Namespace) -> int:
     estimated = estimate(result.plan, arguments.device_memory)
     print(result.plan.to_text() + report_text(estimated), end="")
     return status
+
+
+def _plan_world(arguments: argparse.Namespace) -> int:
+    """The planner: every layout of --world devices, ranked; --apply writes the best."""
+    path = arguments.spec
+    diagnostics = Diagnostics()
+    text = source.read_text(path, diagnostics)
+    if text is None:
+        print(report.text(diagnostics.sorted(), {}), end="", file=sys.stderr)
+        return INVALID
+    try:
+        planned = planner.plan_world(
+            path,
+            text,
+            arguments.overrides,
+            world=arguments.world,
+            gpus_per_node=arguments.gpus_per_node,
+            device_memory=arguments.device_memory,
+            global_batch=arguments.global_batch,
+        )
+    except planner.PlannerError as error:
+        print(f"specc plan: error: {error}", file=sys.stderr)
+        return INVALID
+    if arguments.format == "json":
+        print(json.dumps(planned.to_dict(), indent=2))
+    else:
+        print(planner.planned_text(planned), end="")
+    if not planned.ranked:
+        print(f"specc plan: error: no layout of {arguments.world} devices works", file=sys.stderr)
+        return INVALID
+    if arguments.apply:
+        chosen = planned.ranked[0]
+        try:
+            changed = planner.apply(path, text, chosen)
+        except planner.PlannerError as error:
+            print(f"specc plan: error: {error}", file=sys.stderr)
+            return INVALID
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as file:
+                file.write(changed)
+        except OSError as error:
+            print(f"specc plan: error: cannot write {path}: {error}", file=sys.stderr)
+            return INVALID
+        print(f"wrote {chosen.sizes} into {path}", file=sys.stderr)
+    return OK
+
+
+def _positive(text: str) -> int:
+    """argparse's type for counts: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
 
 
 def _bytes(text: str) -> int:
