@@ -21,6 +21,7 @@ from specc import __version__, api, codes, planner, report, schema, source
 from specc.diagnostics import Diagnostic, Diagnostics
 from specc.emit import OutputError
 from specc.estimate import estimate
+from specc.estimate.picture import picture
 from specc.estimate.text import report_text
 from specc.estimate.units import parse_bytes
 
@@ -79,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_bytes,
         metavar="SIZE",
         help="each device's memory, e.g. 80GiB: say whether every rank fits",
+    )
+    plan.add_argument(
+        "--svg", metavar="FILE", help="also draw the plan: ranks, layers, memory, collectives"
     )
     plan.add_argument(
         "--world",
@@ -193,6 +197,14 @@ def _plan(arguments: argparse.Namespace) -> int:
         return status
     estimated = estimate(result.plan, arguments.device_memory)
     print(result.plan.to_text() + report_text(estimated), end="")
+    if arguments.svg:
+        try:
+            with open(arguments.svg, "w", encoding="utf-8") as file:
+                file.write(picture(result.plan, estimated))
+        except OSError as error:
+            print(f"specc plan: error: cannot write {arguments.svg}: {error}", file=sys.stderr)
+            return INVALID
+        print(f"wrote {arguments.svg}", file=sys.stderr)
     return status
 
 
