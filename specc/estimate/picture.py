@@ -129,26 +129,7 @@ def _mesh(canvas: _Canvas, plan: Plan, report: Report, top: float) -> float:
             canvas.text(x + 8, ly, layer, 12)
         bottom = max(bottom, ly)
         if index + 1 < len(report.stages):
-            mid = top + height / 2
-            sends = [c for c in report.collectives if c.kind == "send"]
-            forward = sum(c.bytes for c in sends if c.stage == index and c.phase == "forward")
-            canvas.line(
-                x + STAGE_WIDTH + 4,
-                mid,
-                x + STAGE_WIDTH + GAP - 6,
-                mid,
-                "#333",
-                stroke_width="2",
-                marker_end="url(#arrow)",
-            )
-            canvas.text(x + STAGE_WIDTH + GAP / 2, mid - 6, "send", 10, text_anchor="middle")
-            canvas.text(
-                x + STAGE_WIDTH + GAP / 2,
-                mid + 14,
-                size_text(forward),
-                9,
-                text_anchor="middle",
-            )
+            _arrows(canvas, report, index, x + STAGE_WIDTH, top + height / 2)
     canvas.items.insert(
         0,
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
@@ -156,6 +137,19 @@ def _mesh(canvas: _Canvas, plan: Plan, report: Report, top: float) -> float:
         "</marker></defs>",
     )
     return bottom
+
+
+def _arrows(canvas: _Canvas, report: Report, stage: int, left: float, middle: float) -> None:
+    """The bytes sent each micro-batch from `stage` to the next, and back."""
+    sends = [c for c in report.collectives if c.kind == "send"]
+    ahead = sum(c.bytes for c in sends if c.group == f"stage {stage} -> {stage + 1}")
+    back = sum(c.bytes for c in sends if c.group == f"stage {stage + 1} -> {stage}")
+    centre = left + GAP / 2
+    for size, y, start, end in ((ahead, middle - 10, left + 4, left + GAP - 6),
+                                (back, middle + 24, left + GAP - 4, left + 6)):  # fmt: skip
+        if size:
+            canvas.line(start, y, end, y, "#333", stroke_width="2", marker_end="url(#arrow)")
+            canvas.text(centre, y - 5, size_text(size), 9, text_anchor="middle")
 
 
 def _bars(canvas: _Canvas, report: Report, top: float, width: float) -> float:
