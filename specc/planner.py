@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from specc import api, fixes
 from specc.diagnostics import Edit, Severity, YamlPath
@@ -202,8 +202,6 @@ def _divisors(number: int) -> list[int]:
 
 
 def _with(option: Option, **changes: object) -> Option:
-    from dataclasses import replace
-
     return replace(option, **changes)  # type: ignore[arg-type]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -73,11 +75,9 @@ def test_gpt2_block_activations_by_hand():
 
 def test_recompute_keeps_each_repetition_input_and_one_repetition():
     plain = report(GPT2, *TINY, "tensor=2", "micro_batch=2")
-    path = api.check(GPT2, [*TINY, "tensor=2", "micro_batch=2"]).plan
-    assert path is not None
-    from dataclasses import replace
-
-    recomputed = estimate(replace(path, recipe=replace(path.recipe, recompute=True)))
+    plan = api.check(GPT2, [*TINY, "tensor=2", "micro_batch=2"]).plan
+    assert plan is not None
+    recomputed = estimate(replace(plan, recipe=replace(plan.recipe, recompute=True)))
     saved = plain.stages[0].activations - recomputed.stages[0].activations
     # Four blocks kept their activations; now each keeps its input [2, 16, 64] and one
     # block's activations are made again in backward.
@@ -108,11 +108,8 @@ def test_tiny_gpt2_on_tensor_2_lists_19_all_reduces_and_the_loss():
 
 def test_zero_shards_over_data_ranks():
     plain = report(GPT2, *TINY, "data=2", "tensor=2")
-    result = api.check(GPT2, [*TINY, "data=2", "tensor=2"])
-    assert result.plan is not None
-    from dataclasses import replace
-
-    plan = result.plan
+    plan = api.check(GPT2, [*TINY, "data=2", "tensor=2"]).plan
+    assert plan is not None
     for stage, expected in ((1, (1, 1, 2)), (2, (1, 2, 2)), (3, (2, 2, 2))):
         zero = estimate(replace(plan, recipe=replace(plan.recipe, zero=stage))).memory[0]
         base = plain.memory[0]
@@ -159,3 +156,22 @@ def test_sizes_read_and_written():
     assert parse_bytes("512") == 512
     assert size_text(80 * 2**30) == "80.0 GiB"
     assert size_text(1536) == "1.50 KiB"
+
+
+def test_sequence_parallelism_splits_norms_and_dropouts_and_the_all_reduces():
+    plan = api.check(GPT2, [*TINY, "layers=1", "tensor=2", "micro_batch=2"]).plan
+    assert plan is not None
+    plain = estimate(plan)
+    split = estimate(replace(plan, recipe=replace(plan.recipe, sequence_parallel=True)))
+    tokens, hidden = 2 * 16, 64
+    # The block's two norms (input and 8 bytes a row) and two dropouts, and the
+    # embedding's dropout and the final norm, keep half on each of 2 tensor ranks.
+    norms = 3 * (4 * tokens * hidden + 8 * tokens)
+    dropouts = 3 * 4 * tokens * hidden
+    assert plain.stages[0].activations - split.stages[0].activations == (norms + dropouts) // 2
+    kinds = Counter(c.kind for c in split.collectives for _ in range(c.count))
+    # Each all-reduce of a layer (the embedding's, 4 of the block, the head's) becomes
+    # a reduce-scatter and an all-gather: the same traffic. The loss's stay.
+    assert kinds["reduce-scatter"] == 1 + 4 + 1 + 1  # and the loss's own
+    assert kinds["all-reduce"] == 2  # the loss's row sums (backward) and its mean
+    assert abs(plain.traffic(0, "tensor") - split.traffic(0, "tensor")) < 64

@@ -155,7 +155,8 @@ class Tally:
             return
         elements = comm.elements // self.share if comm.per_sample else comm.elements
         size = elements * (FP32 if comm.fp32 else self.act)
-        if self.sequence and comm.kind == "all-reduce" and comm.axes == ("tensor",):
+        sequence = self.sequence and name != "loss"  # the loss's sums stay as they are
+        if sequence and comm.kind == "all-reduce" and comm.axes == ("tensor",):
             # Megatron's sequence parallelism: a reduce-scatter and an all-gather of the
             # sequence slices instead of each all-reduce, the same traffic.
             for kind, moved in (("reduce-scatter", size), ("all-gather", size // mesh.tensor)):
