@@ -62,6 +62,16 @@ def check(path: str, overrides: Sequence[str] = ()) -> Result:
     return result
 
 
+def check_text(
+    path: str, text: str, overrides: Sequence[str] = ()
+) -> tuple[Result, dict[str, int]]:
+    """Check a spec's text as if read from `path`, without trying suggestions (quick: the
+    planner checks many variants of a spec); the result and the overrides applied."""
+    result = Result(path, text=text)
+    applied = _check_text(result, overrides)
+    return result, applied
+
+
 def _check_text(result: Result, overrides: Sequence[str]) -> dict[str, int]:
     """Parse, validate and lower `result.text`; return the overrides applied."""
     assert result.text is not None

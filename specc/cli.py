@@ -10,15 +10,20 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from specc import __version__, api, codes, report, schema
-from specc.diagnostics import Diagnostic
+from specc import __version__, api, codes, planner, report, schema, source
+from specc.diagnostics import Diagnostic, Diagnostics
 from specc.emit import OutputError
+from specc.estimate import estimate
+from specc.estimate.picture import picture
+from specc.estimate.text import report_text
+from specc.estimate.units import parse_bytes
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
@@ -64,9 +69,43 @@ def _parser() -> argparse.ArgumentParser:
     _diagnostic_options(validate)
     validate.set_defaults(run=_validate)
 
-    plan = commands.add_parser("plan", help="print the lowered plan of a spec")
+    plan = commands.add_parser(
+        "plan",
+        help="print the lowered plan of a spec, and its memory and communication per rank",
+    )
     plan.add_argument("spec", help="the spec file")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    plan.add_argument(
+        "--device-memory",
+        type=_bytes,
+        metavar="SIZE",
+        help="each device's memory, e.g. 80GiB: say whether every rank fits",
+    )
+    plan.add_argument(
+        "--svg", metavar="FILE", help="also draw the plan: ranks, layers, memory, collectives"
+    )
+    plan.add_argument(
+        "--world",
+        type=_positive,
+        metavar="N",
+        help="plan for N devices: rank every data x tensor x pipeline and batch split",
+    )
+    plan.add_argument(
+        "--gpus-per-node",
+        type=_positive,
+        default=8,
+        metavar="G",
+        help="devices per node; tensor groups stay inside one (default 8)",
+    )
+    plan.add_argument(
+        "--global-batch",
+        type=_positive,
+        metavar="B",
+        help="samples per step the planner splits (default: the spec's)",
+    )
+    plan.add_argument(
+        "--apply", action="store_true", help="with --world: write the best sizes into the spec"
+    )
     _override_option(plan)
     _diagnostic_options(plan)
     plan.set_defaults(run=_plan)
@@ -131,11 +170,106 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 
 def _plan(arguments: argparse.Namespace) -> int:
+    if arguments.world is not None:
+        return _plan_world(arguments)
+    for option in ("apply", "global_batch"):
+        if getattr(arguments, option):
+            flag = "--" + option.replace("_", "-")
+            print(f"specc plan: error: {flag} needs --world N", file=sys.stderr)
+            return INVALID
     result = api.check(arguments.spec, arguments.overrides)
+    if arguments.format == "json" and not arguments.json:
+        # One JSON document: the diagnostics and the report (docs/plan-report.md).
+        plan = result.plan
+        estimated = None if plan is None else estimate(plan, arguments.device_memory)
+        status = _show([result], arguments, quiet=True)
+        document = {
+            "diagnostics": json.loads(report.as_json(result.diagnostics.sorted())),
+            "report": None if estimated is None else estimated.to_dict(),
+        }
+        print(json.dumps(document, indent=2))
+        return status
     status = _show([result], arguments)
-    if result.plan is not None:
-        print(result.plan.to_json() if arguments.json else result.plan.to_text(), end="")
+    if result.plan is None:
+        return status
+    if arguments.json:
+        print(result.plan.to_json(), end="")
+        return status
+    estimated = estimate(result.plan, arguments.device_memory)
+    print(result.plan.to_text() + report_text(estimated), end="")
+    if arguments.svg:
+        try:
+            with open(arguments.svg, "w", encoding="utf-8") as file:
+                file.write(picture(result.plan, estimated))
+        except OSError as error:
+            print(f"specc plan: error: cannot write {arguments.svg}: {error}", file=sys.stderr)
+            return INVALID
+        print(f"wrote {arguments.svg}", file=sys.stderr)
     return status
+
+
+def _plan_world(arguments: argparse.Namespace) -> int:
+    """The planner: every layout of --world devices, ranked; --apply writes the best."""
+    path = arguments.spec
+    diagnostics = Diagnostics()
+    text = source.read_text(path, diagnostics)
+    if text is None:
+        print(report.text(diagnostics.sorted(), {}), end="", file=sys.stderr)
+        return INVALID
+    try:
+        planned = planner.plan_world(
+            path,
+            text,
+            arguments.overrides,
+            world=arguments.world,
+            gpus_per_node=arguments.gpus_per_node,
+            device_memory=arguments.device_memory,
+            global_batch=arguments.global_batch,
+        )
+    except planner.PlannerError as error:
+        print(f"specc plan: error: {error}", file=sys.stderr)
+        return INVALID
+    if arguments.format == "json":
+        print(json.dumps(planned.to_dict(), indent=2))
+    else:
+        print(planner.planned_text(planned), end="")
+    if not planned.ranked:
+        print(f"specc plan: error: no layout of {arguments.world} devices works", file=sys.stderr)
+        return INVALID
+    if arguments.apply:
+        chosen = planned.ranked[0]
+        try:
+            changed = planner.apply(path, text, chosen)
+        except planner.PlannerError as error:
+            print(f"specc plan: error: {error}", file=sys.stderr)
+            return INVALID
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as file:
+                file.write(changed)
+        except OSError as error:
+            print(f"specc plan: error: cannot write {path}: {error}", file=sys.stderr)
+            return INVALID
+        print(f"wrote {chosen.sizes} into {path}", file=sys.stderr)
+    return OK
+
+
+def _positive(text: str) -> int:
+    """argparse's type for counts: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def _bytes(text: str) -> int:
+    """argparse's type for sizes: a bad one is a usage error (exit 2), not a traceback."""
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _schema(arguments: argparse.Namespace) -> int:
@@ -169,8 +303,9 @@ def _schema(arguments: argparse.Namespace) -> int:
     return OK
 
 
-def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
-    """Print the diagnostics of every result; return the exit status they call for."""
+def _show(results: list[api.Result], arguments: argparse.Namespace, *, quiet: bool = False) -> int:
+    """Print the diagnostics of every result (unless `quiet`); return the exit status they
+    call for."""
     sources: dict[str, str] = {}
     everything: list[Diagnostic] = []
     shown = []
@@ -180,7 +315,9 @@ def _show(results: list[api.Result], arguments: argparse.Namespace) -> int:
         ordered = result.diagnostics.sorted()
         everything += ordered
         shown.append(ordered)
-    if arguments.format == "json":
+    if quiet:
+        pass
+    elif arguments.format == "json":
         print(report.as_json(everything), end="")
     elif arguments.format == "github":
         print(report.github(everything), end="")

@@ -111,6 +111,45 @@ def attribute(
     ]
 
 
+def value_edits(
+    text: str, document: Document, applied: dict[str, int], values: dict[YamlPath, Any]
+) -> tuple[Edit, ...] | None:
+    """The edits that give each path of the spec its value, as a suggestion's would be
+    written (where a `${...}` reference takes it from, the size of `sizes:`, or the
+    `--set` that gave that size), with `parallel.world_size` kept equal to the new
+    mesh when the spec writes it; None when some value cannot be written.
+
+    Used by the planner (`specc plan --world`), which writes several sizes at once.
+    """
+    trial = _Trial(text, document, (), applied, [], None, lambda t, o: Outcome([], None))
+    edits: dict[YamlPath, Edit] = {}
+    for path, value in values.items():
+        edit = trial._value_edit(path, value)
+        if edit is None:
+            return None
+        if edit.path in edits and edits[edit.path].value != edit.value:
+            return None  # two values lead to the same size
+        edits[edit.path] = edit
+    parallel = _get(document.data, ("parallel",))
+    if isinstance(parallel, dict) and "world_size" in parallel:
+        world = 1
+        for axis in MESH_AXES:
+            size = values.get(("parallel", axis), trial._resolved(("parallel", axis), 1))
+            if not isinstance(size, int):
+                return None
+            world *= size
+        edit = trial._value_edit(("parallel", "world_size"), world)
+        if edit is None:
+            return None
+        edits[edit.path] = edit
+    return tuple(edits.values())
+
+
+def apply_edits(text: str, edits: Sequence[Edit]) -> str:
+    """`text` with the file edits applied (those with a span); nothing else changes."""
+    return _apply(text, _Offsets(text), tuple(edits))[0]
+
+
 class _Trial:
     """Tries the values offered in one file's diagnostics."""
 

@@ -20,6 +20,7 @@ ALLOWED = {
     "kinds": {"plan", "source"},
     "spec": {"source", "names", "kinds"},
     "lower": {"source", "spec", "plan", "names", "kinds"},
+    "estimate": {"plan", "kinds"},
     "layout": {"plan"},
     "render": {"plan", "kinds", "layout"},
     "emit": set(),

@@ -1,12 +1,18 @@
-"""How many all-reduces OneFlow compiles into a generated TrainGraph, against LiBai's.
+"""What OneFlow compiles into a generated TrainGraph, against LiBai's counts and against
+the estimate of `specc plan` (docs/plan-report.md).
 
-Each model trains one SGD step under the launcher (tests/launch/collectives.py) and the
-collectives are read from the compiled job (tests/support/collectives.py). One launch
-per world size: the 2D MLP on data 2 x tensor 2 (4 processes); the same MLP on tensor
-2 and a 4-layer tiny GPT-2 on tensor 2 (2 processes).
+Each model trains one step under the launcher (tests/launch/collectives.py): the
+collectives are read from the compiled job (tests/support/collectives.py) and the bytes
+of parameters and optimizer moments each rank holds are weighed. One launch per world
+size: on 4 processes the 2D MLP on data 2 x tensor 2 and the tiny GPT-2 on data 2 x
+tensor 2 and on tensor 2 x pipeline 2; on 2 processes the MLP on tensor 2 and the tiny
+GPT-2 on tensor 2, with and without sequence parallelism.
 """
 
 from __future__ import annotations
+
+import json
+from collections import Counter
 
 import pytest
 
@@ -19,7 +25,7 @@ pytestmark = pytest.mark.launcher
 
 DRIVER = REPO / "tests" / "launch" / "collectives.py"
 MLP = CASES / "mlp_2d_train.yaml"
-SEQUENCE = CASES / "gpt2_sequence.yaml"  # the same tiny GPT-2, sequence parallel
+SEQUENCE = CASES / "gpt2_sequence.yaml"  # the tiny GPT-2 below, sequence parallel
 GPT2_TINY = [
     "hidden=64",
     "heads=4",
@@ -30,95 +36,107 @@ GPT2_TINY = [
     "micro_batch=2",
     "tensor=2",
 ]
+# package -> (spec, --set pairs) per world size; a GPT-2 on another plan is a copy of the
+# spec under another package name, so that one process can import both.
+WORLDS = {
+    4: {
+        "mlp_2d_train": (MLP, []),
+        "gpt2_dp2_tp2": (SPECS / "gpt2.yaml", [*GPT2_TINY, "data=2"]),
+        "gpt2_tp2_pp2": (SPECS / "gpt2.yaml", [*GPT2_TINY, "pipeline=2", "accumulation=2"]),
+    },
+    2: {
+        "mlp_2d_train": (MLP, ["data=1"]),
+        "gpt2": (SPECS / "gpt2.yaml", GPT2_TINY),
+        "gpt2_sequence": (SEQUENCE, []),
+    },
+}
 
 
-def build(out, spec, *pairs):
-    run = specc("build", str(spec), "-o", str(out), *[a for p in pairs for a in ("--set", p)])
-    assert run.code == 0, run.stderr
+def sets(pairs):
+    return [a for p in pairs for a in ("--set", p)]
 
 
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory):
-    """{package: its collectives} per world size, after checking all ranks agree."""
+    """{(package, world): (rank 0's record, the plan's report)}, after checking that all
+    ranks agree on the collectives."""
     found = {}
-    for world, builds in {
-        4: [(MLP,)],
-        2: [(MLP, "data=1"), (SPECS / "gpt2.yaml", *GPT2_TINY), (SEQUENCE,)],
-    }.items():
+    for world, builds in WORLDS.items():
         out = tmp_path_factory.mktemp(f"world{world}")
-        for spec, *pairs in builds:
-            build(out, spec, *pairs)
-        packages = sorted(p.name for p in out.iterdir())
-        run = launch(world, [str(DRIVER), *packages], pythonpath=[out, REPO], cwd=out)
+        specs = tmp_path_factory.mktemp(f"specs{world}")
+        for package, (spec, pairs) in builds.items():
+            copy = specs / f"{package}.yaml"
+            text = spec.read_text()
+            copy.write_text(text.replace(f"\nname: {spec.stem}\n", f"\nname: {package}\n"))
+            run = specc("build", str(copy), "-o", str(out), *sets(pairs))
+            assert run.code == 0, run.stderr
+            plan = specc("plan", str(copy), "--format", "json", *sets(pairs))
+            found[(package, world)] = json.loads(plan.stdout)["report"]
+        run = launch(world, [str(DRIVER), *builds], pythonpath=[out, REPO], cwd=out)
         assert run.returncode == 0, run.explain()
         records = run.records()
         assert sorted((r["package"], r["rank"]) for r in records) == sorted(
-            (p, rank) for p in packages for rank in range(world)
+            (p, rank) for p in builds for rank in range(world)
         ), run.explain()
-        for package in packages:
-            seen = [r["collectives"] for r in records if r["package"] == package]
-            for rank, other in enumerate(seen):
-                differ = [(a, b) for a, b in zip(seen[0], other, strict=False) if a != b]
-                assert other == seen[0], f"{package}: rank {rank} differs from 0: {differ}"
-            found[(package, world)] = seen[0]
+        for package in builds:
+            mine = sorted((r for r in records if r["package"] == package), key=lambda r: r["rank"])
+            for record in mine:
+                differ = [
+                    (a, b)
+                    for a, b in zip(mine[0]["collectives"], record["collectives"], strict=False)
+                    if a != b
+                ]
+                assert record["collectives"] == mine[0]["collectives"], (
+                    f"{package}: rank {record['rank']} differs from 0: {differ}"
+                )
+            found[(package, world)] = (mine, found[(package, world)])
     return found
 
 
 def all_reduces(found, phase=None):
-    """The all-reduces of the model and its loss, without the one that makes the mean
-    loss whole on every rank (4 bytes, so that each rank reads the true loss: LiBai's
-    counts leave it partial)."""
-    return [
-        c
-        for c in found
-        if c["kind"] == "all-reduce" and phase in (None, c["phase"]) and not is_loss_value(c)
-    ]
+    return [c for c in found if c["kind"] == "all-reduce" and phase in (None, c["phase"])]
 
 
-def is_loss_value(collective):
-    return collective["phase"] == "forward" and collective["shape"] == []
-
-
-def test_2d_mlp_on_data_2_x_tensor_2_all_reduces_5_times(counted):
-    found = counted[("mlp_2d_train", 4)]
-    # Forward: the row linear's partial sums, within each tensor group.
-    (forward,) = all_reduces(found, "forward")
-    assert forward["tensor"].startswith("model.down-")
-    assert forward["sbp"] == "(S(0), P) -> (S(0), B)"
-    assert forward["groups"] == [[0, 1], [2, 3]]
+def test_2d_mlp_on_data_2_x_tensor_2_all_reduces_6_times(counted):
+    found = counted[("mlp_2d_train", 4)][0][0]["collectives"]
+    # Forward: the row linear's partial sums, within each tensor group, and the mean
+    # loss (one value) over the data-parallel replicas, so every rank reads it whole.
+    down, mean = all_reduces(found, "forward")
+    assert down["tensor"].startswith("model.down-")
+    assert down["sbp"] == "(S(0), P) -> (S(0), B)"
+    assert down["groups"] == [[0, 1], [2, 3]]
+    assert (mean["bytes"], mean["groups"]) == (4, [[0, 2], [1, 3]])
     # Backward: one gradient per parameter, over the data-parallel replicas.
     backward = all_reduces(found, "backward")
     assert len(backward) == 4
     assert {tuple(tuple(g) for g in c["groups"]) for c in backward} == {((0, 2), (1, 3))}
-    assert len(all_reduces(found)) == 5
     assert [c["kind"] for c in found] == ["all-reduce"] * 6
-    (loss,) = [c for c in found if is_loss_value(c)]
-    assert (loss["bytes"], loss["sbp"]) == (4, "(P, B) -> (B, B)")
 
 
 def test_2d_mlp_on_tensor_2_all_reduces_once(counted):
-    found = counted[("mlp_2d_train", 2)]
-    assert [(c["kind"], c["phase"], c["bytes"]) for c in all_reduces(found)] == [
+    found = counted[("mlp_2d_train", 2)][0][0]["collectives"]
+    assert [(c["kind"], c["phase"], c["bytes"]) for c in found] == [
         ("all-reduce", "forward", 4 * 16 * 4)
     ]
 
 
 def test_tiny_gpt2_on_tensor_2_all_reduce_count(counted):
-    found = counted[("gpt2", 2)]
+    found = counted[("gpt2", 2)][0][0]["collectives"]
     names = [c["tensor"].split("-")[0] for c in all_reduces(found, "backward")]
     # Forward, as LiBai's: the embedding and 2 per layer (attention's dense, the MLP's
-    # dense_4h_to_h). The loss's sum over the vocabulary shards reaches the loss by a
-    # reduce-scatter and an all-gather, and its all-reduce feeds only the gradient.
-    assert len(all_reduces(found, "forward")) == 1 + 2 * 4
+    # dense_4h_to_h); and the mean loss, made whole. The loss's sum over the vocabulary
+    # shards reaches the loss by a reduce-scatter and an all-gather, and its all-reduce
+    # feeds only the gradient.
+    assert len(all_reduces(found, "forward")) == 1 + 2 * 4 + 1
     assert sorted(set(names)) == sorted(
         {"model.lm_head", "sparse_softmax_cross_entropy_ms"}
         | {f"model.h.{i}.{m}" for i in range(4) for m in LAYER_BACKWARD}
     )
     # As LiBai's: in backward the fused query_key_value and the MLP's dense_h_to_4h
     # all-reduce their input's gradient once per layer, besides the LM head and the
-    # loss: 19 in all.
+    # loss: 19 in all besides the mean loss.
     assert len(names) == 1 + 4 * len(LAYER_BACKWARD) + 1
-    assert len(all_reduces(found)) == 19
+    assert len(all_reduces(found)) == 19 + 1
 
 
 LAYER_BACKWARD = ("attn.query_key_value", "mlp.dense_h_to_4h")
@@ -128,7 +146,7 @@ def test_sequence_parallel_gpt2_reduce_scatters_and_all_gathers_instead(counted)
     """Megatron's sequence parallelism: each all-reduce of the forward becomes a
     reduce-scatter over the sequence, and each block all-gathers the sequence before
     its column-parallel projection (as does the LM head); the same bytes move."""
-    found = counted[("gpt2_sequence", 2)]
+    found = counted[("gpt2_sequence", 2)][0][0]["collectives"]
     forward = [c for c in found if c["phase"] == "forward" and c["tensor"].startswith("model.")]
     kinds = [(c["kind"], c["tensor"].split("-")[0], c["sbp"]) for c in forward]
     gathered = [f"model.h.{i}.{norm}" for i in range(4) for norm in ("ln_1", "ln_2")]
@@ -148,9 +166,8 @@ def test_sequence_parallel_gpt2_reduce_scatters_and_all_gathers_instead(counted)
         ("all-gather", "model.ln_f", "(S(1)) -> (B)"),
     ]
     # The forward all-reduces of the plain plan, element for element.
-    plain = [
-        c for c in all_reduces(counted[("gpt2", 2)], "forward") if c["tensor"].startswith("model.")
-    ]
+    plain = counted[("gpt2", 2)][0][0]["collectives"]
+    plain = [c for c in all_reduces(plain, "forward") if c["tensor"].startswith("model.")]
     assert [c["bytes"] for c in plain] == [
         c["bytes"] for c in forward if c["kind"] == "reduce-scatter"
     ]
@@ -167,3 +184,82 @@ def test_sequence_parallel_gpt2_reduce_scatters_and_all_gathers_instead(counted)
     reduced = {c["tensor"].split("-")[0] for c in all_reduces(found, "backward")}
     assert {f"model.h.{i}.{n}" for i in range(4) for n in ("ln_1", "ln_2")} <= reduced
     assert {"model.ln_f", "model.h.0.attn.dense", "model.h.0.mlp.dense_4h_to_h"} <= reduced
+
+
+def measured(collectives):
+    """{(kind, phase): [count, bytes]} of what OneFlow compiled (sends aside)."""
+    found = Counter()
+    for c in collectives:
+        if c["kind"] != "send":
+            found[(c["kind"], c["phase"], "n")] += 1
+            found[(c["kind"], c["phase"], "bytes")] += c["bytes"]
+    return found
+
+
+def reported(report):
+    """The same from the plan's estimate; the gradients' reduction runs in backward."""
+    found = Counter()
+    for c in report["collectives"]:
+        if c["kind"] != "send":
+            phase = "backward" if c["phase"] == "step" else c["phase"]
+            found[(c["kind"], phase, "n")] += c["count"]
+            found[(c["kind"], phase, "bytes")] += c["bytes"]
+    return found
+
+
+@pytest.mark.parametrize(
+    "package, world",
+    [
+        ("mlp_2d_train", 4),
+        ("mlp_2d_train", 2),
+        ("gpt2", 2),
+        ("gpt2_sequence", 2),
+        ("gpt2_dp2_tp2", 4),
+        ("gpt2_tp2_pp2", 4),
+    ],
+)
+def test_the_plan_lists_the_collectives_oneflow_compiles(counted, package, world):
+    records, report = counted[(package, world)]
+    assert reported(report) == measured(records[0]["collectives"])
+    # Every layer the estimate names communicates in the compiled graph too.
+    tensors = [c["tensor"] for c in records[0]["collectives"]]
+    for line in report["collectives"]:
+        if line["phase"] != "step" and line["kind"] != "send":
+            for name in line["names"]:
+                assert name == "loss" or any(t.startswith(f"model.{name}") for t in tensors), name
+
+
+def test_the_plan_lists_the_stage_crossings_oneflow_compiles(counted):
+    """Every send the compiled graph holds is in the estimate (at the same size).
+
+    The job shows the sends to and from the tied LM head; the crossings into a later
+    stage's repetitions go through the pipeline's buffers, which the counter does not
+    see (tests/support/collectives.py reads producer->consumer SBP edges), so the
+    estimate may list more."""
+    records, report = counted[("gpt2_tp2_pp2", 4)]
+    sends = {(c["phase"], c["bytes"]) for c in report["collectives"] if c["kind"] == "send"}
+    compiled = [c for c in records[0]["collectives"] if c["kind"] == "send"]
+    assert compiled
+    for send in compiled:
+        assert (send["phase"], send["bytes"]) in sends, send
+
+
+@pytest.mark.parametrize(
+    "package, world",
+    [
+        ("mlp_2d_train", 4),
+        ("mlp_2d_train", 2),
+        ("gpt2", 2),
+        ("gpt2_sequence", 2),
+        ("gpt2_dp2_tp2", 4),
+        ("gpt2_tp2_pp2", 4),
+    ],
+)
+def test_parameter_and_optimizer_bytes_are_what_each_rank_holds(counted, package, world):
+    records, report = counted[(package, world)]
+    expected = {}
+    for memory in report["memory"]:
+        for rank in memory["ranks"]:
+            expected[rank] = (memory["parameters"], memory["optimizer"])
+    held = {r["rank"]: (r["parameters"], r["optimizer"]) for r in records}
+    assert held == expected

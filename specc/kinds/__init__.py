@@ -1,9 +1,9 @@
 """The layer kinds, one module each; this registry finds them and answers for them all.
 
-Every module of this package but `base` is a kind (it defines `KIND`) or adds classes
-to the generated layers.py (`CLASSES`, a loss). Adding a kind is adding its module:
-nothing else lists the kinds. See `specc.kinds.base` for what a kind module holds and
-docs/architecture.md for how to add one.
+Every module of this package but `base` and `costs` (what kinds are made of) is a kind
+(it defines `KIND`) or adds classes to the generated layers.py (`CLASSES`, a loss).
+Adding a kind is adding its module: nothing else lists the kinds. See `specc.kinds.base`
+for what a kind module holds and docs/architecture.md for how to add one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _modules() -> list[ModuleType]:
     return [
         importlib.import_module(f"{__name__}.{info.name}")
         for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
-        if info.name != "base"
+        if info.name not in ("base", "costs")
     ]
 
 

@@ -44,7 +44,9 @@ from specc.kinds.base import (
     offer,
     split,
 )
-from specc.plan import Call, Expr, Ref, Scalar
+from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import split as is_split
+from specc.plan import Call, Expr, LayerStep, Ref, Scalar
 
 
 class RopeScaling(StrictModel):
@@ -548,6 +550,45 @@ def lowest(dtype: flow.dtype) -> float:
     placement=False,
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """What self-attention keeps, per rank (t tensor ranks, T = local batch b x seq s):
+
+    - its input, for the q/k/v weight's gradient: T x hidden;
+    - q, k and v: T x (heads + 2 kv_heads) x head_size / t;
+    - the softmax's output, b x heads/t x s x s (also what multiplies v);
+    - with attention dropout, its mask and the dropped probabilities: 2 more of those;
+    - the context, the dense projection's input: T x heads x head_size / t.
+
+    Flops: the two projections (2 T x their local weights) and the two products with
+    the scores (2 x 2 b heads/t s s head_size). On tensor > 1 the input's gradient is
+    all-reduced in backward and the dense projection's partial sums in forward, T x
+    hidden elements each.
+    """
+    qkv = step.params[0]
+    dense = next(p for p in step.params if p.name == "dense.weight")
+    batch, seq, hidden = step.input.local_shape
+    heads = step.attributes["heads"]
+    assert isinstance(heads, int)
+    tensor = qkv.layout.shape[0] // qkv.layout.local_shape[0]
+    head_size = hidden // heads
+    local_heads = heads // tensor
+    tokens = rows(step.input)
+    scores = batch * local_heads * seq * seq
+    saved = numel(step.input) + tokens * qkv.layout.local_shape[0]
+    saved += scores * (3 if step.attributes["dropout"] else 1)
+    saved += tokens * local_heads * head_size
+    flops = 2 * tokens * (math.prod(qkv.layout.local_shape) + math.prod(dense.layout.local_shape))
+    flops += 2 * 2 * scores * head_size
+    comms: tuple[Comm, ...] = ()
+    if is_split(qkv):
+        comms = (
+            Comm("all-reduce", "forward", numel(step.output), "dense partial sums"),
+            Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),
+        )
+    return Cost(saved=saved, flops=flops, comms=comms)
+
+
 KIND = Kind(
     Attention,
     lower,
@@ -567,4 +608,5 @@ KIND = Kind(
         ),
     ),
     synonyms=("self_attention", "multihead_attention", "multi_head_attention", "mha"),
+    cost=cost,
 )

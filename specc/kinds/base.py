@@ -10,7 +10,9 @@ kind and ends with `KIND = Kind(...)`:
 * `classes`: the classes it adds to the generated `layers.py`, as templates;
 * `reference`: what it computes on one device, for the parity tests' twin;
 * `fuzz`: how the random-spec generator draws it, and the mistakes it can make;
-* `synonyms`: what other frameworks call it, for "did you mean".
+* `synonyms`: what other frameworks call it, for "did you mean";
+* `cost`: what it keeps for backward, computes and communicates per micro-batch on
+  one rank (`specc.kinds.costs`), each formula in the kind's docstring of `cost`.
 
 The registry (`specc.kinds`) finds the modules; nothing else names a kind. This module
 imports only pydantic and the plan's types; kinds reach the lowering through `Context`.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from specc.diagnostics import Clause, Help, Values
+from specc.kinds.costs import CostRule, elementwise
 from specc.plan import Call, Expr, Layout, Param, Scalar, Shape, sbp_text
 
 if TYPE_CHECKING:
@@ -121,7 +124,8 @@ class LayerModel(StrictModel):
         None,
         description=(
             "Pipeline stage of a top-level layer (0 = first). Layers without one follow the "
-            "layer before them; when no layer has one, stages are balanced by parameters."
+            "layer before them; when no layer has one, stages are balanced by estimated time "
+            "and memory."
         ),
         examples=[0],
     )
@@ -290,8 +294,9 @@ class Context(Protocol):
     def activation(self, name: str) -> Call:
         """The module computing the element-wise activation kind `name`."""
 
-    def share_stage_with(self, layer: str, weight: int) -> None:
-        """Run on `layer`'s pipeline stage (whose weights this layer uses); weigh `weight`."""
+    def share_stage_with(self, layer: str) -> None:
+        """Run on `layer`'s pipeline stage (whose weights this layer uses); the weights
+        are counted once, with `layer`, when stages are balanced."""
 
     def sequence(self, layers: Sequence[LayerModel], x: Running) -> Running:
         """Lower a body's layers in this scope (a residual)."""
@@ -452,6 +457,7 @@ class Kind:
     fuzz: Fuzz | None = None
     synonyms: tuple[str, ...] = ()
     activation: Call | None = None  # an element-wise activation: the module computing it
+    cost: CostRule | None = None  # None: keeps nothing, computes nothing worth counting
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -498,4 +504,5 @@ def activation(
         fuzz=fuzz,
         synonyms=synonyms,
         activation=module,
+        cost=elementwise,
     )

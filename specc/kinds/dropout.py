@@ -23,7 +23,8 @@ from specc.kinds.base import (
     Running,
     Twin,
 )
-from specc.plan import Call, sbp_text
+from specc.kinds.costs import Cost, numel
+from specc.plan import Call, LayerStep, sbp_text
 
 
 class Dropout(LayerModel):
@@ -75,6 +76,14 @@ class Dropout(nn.Module):
     placement=False,
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its mask in the activation's precision (Dropout multiplies by it): N, the
+    input's local elements; nothing when p is 0."""
+    kept = numel(step.input) if step.attributes["p"] else 0
+    return Cost(saved=kept, flops=2 * kept)
+
+
 KIND = Kind(
     Dropout,
     lower,
@@ -82,4 +91,5 @@ KIND = Kind(
     classes=(DROPOUT,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),
+    cost=cost,
 )

@@ -34,7 +34,9 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.plan import Call
+from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import split as is_split
+from specc.plan import Call, LayerStep
 
 
 class Embedding(LayerModel):
@@ -193,6 +195,17 @@ class VocabParallelEmbedding(nn.Module):
     sequence_constants=("STREAM",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps the token ids (int64, 8 bytes each) for the table's gradient. On tensor > 1
+    each rank looks up its rows of the table and the partial sums are all-reduced in
+    forward: the output's local elements."""
+    comms: tuple[Comm, ...] = ()
+    if is_split(step.params[0]):
+        comms = (Comm("all-reduce", "forward", numel(step.output), "partial lookups"),)
+    return Cost(fixed=8 * rows(step.output), comms=comms)
+
+
 KIND = Kind(
     Embedding,
     lower,
@@ -201,4 +214,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"start"}), weight=2, mistakes=(vocabulary_not_divisible,)),
     synonyms=("vocab_parallel_embedding", "word_embedding", "token_embedding"),
+    cost=cost,
 )

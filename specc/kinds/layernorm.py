@@ -21,7 +21,8 @@ from specc.kinds.base import (
     Size,
     Twin,
 )
-from specc.plan import Call, sbp_text
+from specc.kinds.costs import Cost, numel, rows
+from specc.plan import Call, LayerStep, sbp_text
 
 
 class LayerNorm(LayerModel):
@@ -126,6 +127,13 @@ class LayerNorm(nn.Module):
     constants=("REPLICATED",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its input (N local elements) and each row's mean and inverse standard
+    deviation in fp32 (8 bytes a row); about 5 N flops."""
+    return Cost(saved=numel(step.input), fixed=8 * rows(step.input), flops=5 * numel(step.input))
+
+
 KIND = Kind(
     LayerNorm,
     lower,
@@ -133,4 +141,5 @@ KIND = Kind(
     classes=(LAYER_NORM,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),
+    cost=cost,
 )

@@ -30,7 +30,9 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.plan import Call, sbp_text
+from specc.kinds.costs import Comm, Cost, matmul_flops, numel
+from specc.kinds.costs import split as is_split
+from specc.plan import Call, LayerStep, sbp_text
 
 
 class Linear(LayerModel):
@@ -275,6 +277,23 @@ class ReplicatedLinear(LinearBase):
     needs=("LinearBase",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its input for the weight's gradient: N, the input's local elements.
+
+    Computes 2 x rows x the local weight's elements. On tensor > 1, `col` all-reduces
+    its input's gradient in backward (a partial sum over tensor ranks, N elements) and
+    `row` all-reduces its output's partial sums in forward (the output's local elements).
+    """
+    weight = step.params[0]
+    comms: tuple[Comm, ...] = ()
+    if is_split(weight) and step.attributes["split"] == "col":
+        comms = (Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),)
+    elif is_split(weight):
+        comms = (Comm("all-reduce", "forward", numel(step.output), "partial sums"),)
+    return Cost(saved=numel(step.input), flops=matmul_flops(step.input, weight), comms=comms)
+
+
 KIND = Kind(
     Linear,
     lower,
@@ -283,4 +302,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"}), weight=2),
     synonyms=("dense", "fc", "fully_connected", "column_parallel_linear", "row_parallel_linear"),
+    cost=cost,
 )

@@ -32,8 +32,9 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
+from specc.kinds.costs import Comm, Cost, numel, rows
 from specc.kinds.embedding import padded_vocabulary
-from specc.plan import Call, Expr, Param, Ref
+from specc.plan import Call, Expr, LayerStep, Param, Ref
 
 
 class LMHead(LayerModel):
@@ -120,8 +121,8 @@ def _tied(ctx: Context, layer: LMHead, tied_to: str, x: Running) -> Lowered | No
             ),
         )
     x = ctx.whole(x, "lm_head")
-    # The head weighs its table when stages are balanced.
-    ctx.share_stage_with(tied_to, table.vocab * table.hidden)
+    # The head runs where its table is; the table is weighed once, with the embedding.
+    ctx.share_stage_with(tied_to)
     bias = ctx.param("bias", (table.padded,), split(0), valid_rows=table.vocab)
     params = [bias] if layer.bias else []
     lowered = _head(ctx, layer, x, table.vocab, table.padded, params)
@@ -267,6 +268,19 @@ class LMHead(nn.Module):
     sequence_constants=("ACTIVATION",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its input (T x hidden) for the table's gradient; the logits it makes are
+    kept by the loss. Flops: 2 T x hidden x the local vocabulary. On tensor > 1 (the
+    logits split over the vocabulary) the input's gradient is all-reduced in backward."""
+    hidden, vocab = step.input.local_shape[-1], step.output.local_shape[-1]
+    comms: tuple[Comm, ...] = ()
+    if step.output.shape[-1] != vocab:
+        comms = (Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),)
+    flops = 2 * rows(step.input) * hidden * vocab
+    return Cost(saved=numel(step.input), flops=flops, comms=comms)
+
+
 KIND = Kind(
     LMHead,
     lower,
@@ -276,4 +290,5 @@ KIND = Kind(
     fuzz=Fuzz(
         draw, roles=frozenset({"end"}), weight=3, mistakes=(tied_to_unknown, tied_and_untied)
     ),
+    cost=cost,
 )

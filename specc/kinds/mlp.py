@@ -10,6 +10,7 @@ whatever the tensor size, and the input's gradient is all-reduced once.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -31,7 +32,9 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.plan import Call, Expr
+from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import split as is_split
+from specc.plan import Call, Expr, LayerStep
 
 if TYPE_CHECKING:
     # The registered activation kinds, a Literal bound by specc.spec.models once every
@@ -171,6 +174,33 @@ class MLP(nn.Module):
     needs=("ColumnParallelLinear", "RowParallelLinear"),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """What an MLP keeps, per rank (t tensor ranks, T local tokens): its input (T x
+    hidden), the activation's input (T x width / t, width = ffn, or 2 ffn when gated)
+    and the second projection's input (T x ffn / t; gated, also the gate's output).
+
+    Flops: 2 T x both local weights, and T x width / t for the activation. On tensor > 1
+    the input's gradient is all-reduced in backward and the partial sums in forward,
+    T x hidden elements each.
+    """
+    up = step.params[0]
+    down = next(p for p in step.params if p.name == "dense_4h_to_h.weight")
+    tokens = rows(step.input)
+    width, ffn = up.layout.local_shape[0], down.layout.local_shape[1]
+    saved = numel(step.input) + tokens * width + tokens * ffn
+    saved += tokens * ffn if step.attributes["gated"] else 0
+    flops = 2 * tokens * (math.prod(up.layout.local_shape) + math.prod(down.layout.local_shape))
+    flops += tokens * width
+    comms: tuple[Comm, ...] = ()
+    if is_split(up):
+        comms = (
+            Comm("all-reduce", "forward", numel(step.output), "partial sums"),
+            Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),
+        )
+    return Cost(saved=saved, flops=flops, comms=comms)
+
+
 KIND = Kind(
     MLP,
     lower,
@@ -179,4 +209,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"}), mistakes=(ffn_not_divisible,)),
     synonyms=("feed_forward", "feedforward", "ffn"),
+    cost=cost,
 )

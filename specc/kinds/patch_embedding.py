@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -26,7 +27,8 @@ from specc.kinds.base import (
     nearest,
     offer,
 )
-from specc.plan import Call
+from specc.kinds.costs import Cost, numel
+from specc.plan import Call, LayerStep
 
 
 class PatchEmbedding(LayerModel):
@@ -180,6 +182,17 @@ class PatchEmbedding(nn.Module):
     uses_math=True,
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps the images (N local elements) for the convolution's weight gradient;
+    2 x local images x patches x the weight's elements flops."""
+    batch, _, height, width = step.input.local_shape
+    patch = step.params[0].layout.shape[-1]
+    patches = (height // patch) * (width // patch)
+    flops = 2 * batch * patches * math.prod(step.params[0].layout.local_shape)
+    return Cost(saved=numel(step.input), flops=flops)
+
+
 KIND = Kind(
     PatchEmbedding,
     lower,
@@ -187,4 +200,5 @@ KIND = Kind(
     classes=(PATCH_EMBEDDING,),
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"start"}), mistakes=(patches_do_not_fit,)),
+    cost=cost,
 )

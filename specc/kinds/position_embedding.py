@@ -23,7 +23,8 @@ from specc.kinds.base import (
     Twin,
     init_kwargs,
 )
-from specc.plan import Call
+from specc.kinds.costs import Cost, numel
+from specc.plan import Call, LayerStep
 
 
 class PositionEmbedding(LayerModel):
@@ -112,6 +113,12 @@ class PositionEmbedding(nn.Module):
     sequence_constants=("POSITIONS",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps nothing (an addition's gradient needs no input); N flops for the addition."""
+    return Cost(flops=numel(step.input))
+
+
 KIND = Kind(
     PositionEmbedding,
     lower,
@@ -120,4 +127,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"}), mistakes=(too_few_positions,)),
     synonyms=("positional_embedding",),
+    cost=cost,
 )

@@ -19,7 +19,8 @@ from specc.kinds.base import (
     Running,
     Twin,
 )
-from specc.plan import Call, sbp_text
+from specc.kinds.costs import Cost, numel, rows
+from specc.plan import Call, LayerStep, sbp_text
 
 
 class RMSNorm(LayerModel):
@@ -74,6 +75,13 @@ class RMSNorm(nn.Module):
     constants=("REPLICATED",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps its input (N local elements) and each row's inverse RMS in fp32 (4 bytes a
+    row); about 4 N flops."""
+    return Cost(saved=numel(step.input), fixed=4 * rows(step.input), flops=4 * numel(step.input))
+
+
 KIND = Kind(
     RMSNorm,
     lower,
@@ -82,4 +90,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence", "features"})),
     synonyms=("rms_norm",),
+    cost=cost,
 )

@@ -22,7 +22,8 @@ from specc.kinds.base import (
     Twin,
     init_kwargs,
 )
-from specc.plan import Call, Ref
+from specc.kinds.costs import Cost, numel, rows
+from specc.plan import Call, LayerStep, Ref
 
 
 class TokenTypeEmbedding(LayerModel):
@@ -97,6 +98,13 @@ class TokenTypeEmbedding(nn.Module):
     sequence_constants=("STREAM",),
 )
 
+
+def cost(step: LayerStep) -> Cost:
+    """Keeps the type ids (int64, 8 bytes a token) for the table's gradient; N flops
+    for the addition."""
+    return Cost(fixed=8 * rows(step.input), flops=numel(step.input))
+
+
 KIND = Kind(
     TokenTypeEmbedding,
     lower,
@@ -105,4 +113,5 @@ KIND = Kind(
     reference=reference,
     fuzz=Fuzz(draw, roles=frozenset({"sequence"})),
     synonyms=("segment_embedding",),
+    cost=cost,
 )

@@ -5,14 +5,17 @@ layer it must share a stage with (a tied head runs where its table is: OneFlow 0
 cannot send a variable to another stage inside a CPU graph, and a copy sent instead
 gets wrong gradients, so the activations travel back instead), and the model inputs
 it reads (inputs arrive on stage 0; a repeat carries them along to its repetitions).
-Explicit `stage`/`stages` are checked; without them the units are balanced.
+Explicit `stage`/`stages` are checked; without them the units are balanced by their
+estimated time and memory (each kind's `cost`, each parameter counted once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from specc.diagnostics import Clause, Help, Values
+from specc.kinds.costs import in_flight
 from specc.lower.reporter import Reporter
 from specc.lower.walk import Unit
 from specc.spec import Spec, walk_layers
@@ -77,7 +80,7 @@ def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages
     elif pipeline == 1:
         result = [(0,) * c for c in counts]
     else:
-        result = _balanced_stages(units, counts, heads, pinned, pipeline)
+        result = _balanced_stages(spec, units, counts, heads, pinned, pipeline)
     for head, table in heads.items():
         layer = spec.layers[head]
         if layer.stage is not None and layer.stage != result[table][0]:
@@ -105,24 +108,44 @@ def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages
 
 
 def _balanced_stages(
-    units: Sequence[Unit], counts: list[int], heads: dict[int, int], pinned: int, pipeline: int
+    spec: Spec,
+    units: Sequence[Unit],
+    counts: list[int],
+    heads: dict[int, int],
+    pinned: int,
+    pipeline: int,
 ) -> Stages:
+    state = 4 * (2 + _optimizer_states(spec))  # fp32 weight, gradient and moments
+    micro_batches = spec.training.accumulation if spec.training else 1
+    # The walk's layouts hold a step's batch: a micro-batch keeps its share of it.
     weights = [
-        [unit.weight] * unit.repetitions if unit.repetitions else [unit.weight + unit.tied_weight]
+        [Weight(unit.flops, unit.weight * state, unit.activations // micro_batches)]
+        * (unit.repetitions or 1)
         for unit in units
     ]
-    # A tied head joins its table's unit: it computes where the table lives.
+    # A tied head joins its table's unit: it computes where the table lives, and the
+    # table is counted once, with the embedding.
     for head, table in heads.items():
-        weights[table][0] += weights[head][0]
+        weights[table][0] = weights[table][0] + weights[head][0]
     kept = [i for i in range(len(counts)) if i not in heads and i > pinned]
-    first = [sum(sum(weights[i]) for i in range(pinned + 1) if i not in heads)]
-    flat = balance(first * (pinned >= 0) + [w for i in kept for w in weights[i]], pipeline)
+    first = sum((w for i in range(pinned + 1) if i not in heads for w in weights[i]), Weight())
+    flat = balance_weights(
+        [first] * (pinned >= 0) + [w for i in kept for w in weights[i]], pipeline, micro_batches
+    )
     flat = flat[1:] if pinned >= 0 else flat
     result, start = [(0,) * count for count in counts], 0
     for index in kept:
         result[index] = tuple(flat[start : start + counts[index]])
         start += counts[index]
     return result
+
+
+def _optimizer_states(spec: Spec) -> int:
+    """fp32 moments per parameter: AdamW 2, SGD 1 with momentum."""
+    optimizer = spec.training.optimizer if spec.training else None
+    if optimizer is None or optimizer.kind == "adamw":
+        return 2
+    return 1 if optimizer.momentum else 0
 
 
 def _explicit_stages(
@@ -188,8 +211,57 @@ def _explicit_stages(
     return result
 
 
-def balance(weights: Sequence[int], stages: int) -> list[int]:
+@dataclass(frozen=True)
+class Weight:
+    """What a unit weighs when stages are balanced: forward flops on one rank, bytes of
+    weights, gradients and optimizer state, and bytes kept for backward (a micro-batch)."""
+
+    flops: int = 0
+    state: int = 0
+    activations: int = 0
+
+    def __add__(self, other: Weight) -> Weight:
+        return Weight(
+            self.flops + other.flops,
+            self.state + other.state,
+            self.activations + other.activations,
+        )
+
+
+def balance_weights(weights: Sequence[Weight], stages: int, micro_batches: int = 1) -> list[int]:
     """The stage of each unit: contiguous, non-empty stages, the heaviest as light as can be.
+
+    A stage weighs the larger of its share of the time (its flops over all flops) and
+    its share of the memory (its state, and its activations times the micro-batches
+    1F1B keeps in flight on it, over the state of all units and their activations
+    times the micro-batches the first stage keeps). Time decides where stages hold
+    about as much; memory where one would hold far more (a large table, the first
+    stage's extra micro-batches): the heaviest stage is the slowest or the fullest.
+
+    >>> balance_weights([Weight(1, 10), Weight(1, 1), Weight(1, 1), Weight(1, 10)], 2)
+    [0, 0, 1, 1]
+    """
+    flops = _prefix([w.flops for w in weights])
+    state = _prefix([w.state for w in weights])
+    kept = _prefix([w.activations for w in weights])
+    pipeline = stages
+    time_total = flops[-1] or 1
+    # All the memory, as the first stage would hold it (the most micro-batches in flight).
+    memory_total = state[-1] + kept[-1] * in_flight(0, pipeline, micro_batches) or 1
+
+    def cost(stage: int, start: int, end: int) -> float:
+        time = (flops[end] - flops[start]) / time_total
+        memory = state[end] - state[start]
+        memory += (kept[end] - kept[start]) * in_flight(stage, pipeline, micro_batches)
+        return round(max(time, memory / memory_total), 12)
+
+    if flops[-1] == 0 and state[-1] + kept[-1] == 0:
+        return balance([1] * len(weights), stages)
+    return _cut(len(weights), stages, cost)
+
+
+def balance(weights: Sequence[int], stages: int) -> list[int]:
+    """The stage of each unit of the given weights (one number each), as `balance_weights`.
 
     Among the cuts whose heaviest stage is lightest, the one with the smallest sum of
     squared stage weights wins, so the other stages are balanced too (a heavy first
@@ -201,27 +273,37 @@ def balance(weights: Sequence[int], stages: int) -> list[int]:
     >>> balance([40, 1, 7, 7, 7, 7, 7, 7], 3)
     [0, 1, 1, 1, 1, 2, 2, 2]
     """
-    count = len(weights)
+    prefix = _prefix(list(weights))
+    return _cut(len(weights), stages, lambda _, start, end: prefix[end] - prefix[start])
+
+
+def _prefix(values: Sequence[int]) -> list[int]:
+    prefix = [0]
+    for value in values:
+        prefix.append(prefix[-1] + value)
+    return prefix
+
+
+def _cut(count: int, stages: int, cost: Callable[[int, int, int], float]) -> list[int]:
+    """The cut whose heaviest stage (`cost(stage, start, end)`) is lightest, then the one
+    with the smallest sum of squared stage costs."""
     if stages < 1 or count < stages:
         raise ValueError(f"cannot cut {count} units into {stages} non-empty stages")
-    prefix = [0]
-    for weight in weights:
-        prefix.append(prefix[-1] + weight)
-    heaviest = _partition(prefix, stages, max)[0]
+    heaviest = _partition(count, stages, cost, max)[0]
     _, assignment = _partition(
-        prefix, stages, lambda previous, part: previous + part * part, limit=heaviest
+        count, stages, cost, lambda previous, part: previous + part * part, limit=heaviest
     )
     return assignment
 
 
 def _partition(
-    prefix: list[int],
+    count: int,
     stages: int,
-    combine: Callable[[float, int], float],
+    cost: Callable[[int, int, int], float],
+    combine: Callable[[float, float], float],
     limit: float | None = None,
 ) -> tuple[float, list[int]]:
     """Dynamic programme over cut points: best cost of units[:i] in k stages."""
-    count = len(prefix) - 1
     infinity = float("inf")
     best = [[infinity] * (count + 1) for _ in range(stages + 1)]
     cut = [[0] * (count + 1) for _ in range(stages + 1)]
@@ -229,12 +311,12 @@ def _partition(
     for k in range(1, stages + 1):
         for i in range(k, count - (stages - k) + 1):
             for j in range(k - 1, i):
-                part = prefix[i] - prefix[j]
+                part = cost(k - 1, j, i)
                 if best[k - 1][j] == infinity or (limit is not None and part > limit):
                     continue
-                cost = combine(best[k - 1][j], part)
-                if cost < best[k][i] or (cost == best[k][i] and j < cut[k][i]):
-                    best[k][i], cut[k][i] = cost, j
+                total = combine(best[k - 1][j], part)
+                if total < best[k][i] or (total == best[k][i] and j < cut[k][i]):
+                    best[k][i], cut[k][i] = total, j
     assignment = [0] * count
     end = count
     for k in range(stages, 0, -1):

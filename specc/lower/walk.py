@@ -97,8 +97,9 @@ class Unit:
     end: int = 0
     repetitions: int = 0  # a repeat's `times`; 0 for any other layer
     weight: int = 0  # parameters (of one repetition)
+    flops: int = 0  # forward, on one rank, of one repetition (its kinds' `cost`)
+    activations: int = 0  # elements (and fp32 bytes) kept for backward, one repetition
     tied_to: str | None = None  # the layer whose weights, and so stage, it uses
-    tied_weight: int = 0  # what it weighs beside them when stages are balanced
     input_reads: list[InputRead] = field(default_factory=list)
 
 
@@ -125,6 +126,8 @@ class Walk:
         self.used_classes: set[str] = set()
         self.tables: dict[str, Table] = {}
         self.parameters = 0  # lowered so far, to weigh the units
+        self.flops = 0  # and what they compute and keep (their kinds' `cost`)
+        self.activations = 0
         self._frames: list[_Frame] = []
         self._sequence_reported = False
 
@@ -139,11 +142,17 @@ class Walk:
             self.units.append(unit)
             if index == 0:
                 x = self.rest(x, f"input `{self.first_input}`")  # as sequence parallelism keeps it
-            before = self.parameters
+            before = (self.parameters, self.flops, self.activations)
             x = self.layer(path, layer, x)
             unit.exit = x
             unit.end = len(self.model.steps)
-            unit.weight = self.parameters - before
+            unit.weight = self.parameters - before[0]
+            unit.flops = self.flops - before[1]
+            unit.activations = self.activations - before[2]
+        if self.spec.loss is not None and self.units:
+            # The loss keeps its probabilities in fp32 where the logits are (as
+            # kinds.cross_entropy.loss_cost counts them); it weighs on the last unit.
+            self.units[-1].activations += 4 * math.prod(self.grid.of(x).local_shape)
         return x
 
     def layer(self, path: YamlPath, layer: LayerModel, x: Running) -> Running:
@@ -196,6 +205,11 @@ class Walk:
             stage=None,  # assemble.py places the Model's layers; a body's have none
         )
         self.scope.add(step)
+        rule = kinds.BY_NAME[kind].cost
+        if rule is not None:
+            cost = rule(step)
+            self.flops += cost.flops
+            self.activations += cost.saved * 4 + cost.fixed
         return lowered.output
 
     # -- the Context kinds see -----------------------------------------------------------
@@ -399,9 +413,8 @@ class Walk:
     def table_names(self) -> list[str]:
         return list(self.tables)
 
-    def share_stage_with(self, layer: str, weight: int) -> None:
-        unit = self.units[-1]
-        unit.tied_to, unit.tied_weight = layer, weight
+    def share_stage_with(self, layer: str) -> None:
+        self.units[-1].tied_to = layer
 
     def activation(self, name: str) -> Call:
         module = kinds.ACTIVATIONS[name].activation

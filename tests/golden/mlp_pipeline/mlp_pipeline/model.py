@@ -42,11 +42,11 @@ class Model(nn.Module):
         #   split
         # -> [16, 32], sbp (S(0), S(1)), local [8, 16]
         hidden = self.up(x)
-        # to pipeline stage 1
-        hidden = hidden.to_global(placement=STAGES[1])
         # gelu_1: (S(0), S(1)), element-wise
         # -> [16, 32], sbp (S(0), S(1)), local [8, 16]
         hidden = self.gelu_1(hidden)
+        # to pipeline stage 1
+        hidden = hidden.to_global(placement=STAGES[1])
         # down: (S(0), S(1)) -> (S(0), B): x features split, weight columns split ->
         #   partial sums -> all-reduce
         # -> [16, 16], sbp (S(0), B), local [8, 16]

@@ -101,7 +101,7 @@ def make_schedule(
 def set_stages(model: nn.Module) -> None:
     """Give every layer its pipeline stage (for a model seen from inside a graph)."""
     _stage(model.up, 0)
-    _stage(model.gelu_1, 1)
+    _stage(model.gelu_1, 0)
     _stage(model.down, 1)
     _stage(model.norm, 1)
     _stage(model.head, 1)

@@ -1,0 +1,185 @@
+"""One pass over a plan's steps: what each stage computes and keeps, and what moves.
+
+Each layer's figures are its kind's formula (`Kind.cost`, in `specc/kinds/<kind>.py`);
+this module adds them up on the stage that runs the layer, with the relayouts between
+layers (an all-gather in forward, or in backward for a local slice), the activations
+crossing stages (a send per micro-batch, and its gradient back), the loss
+(`kinds.cross_entropy.loss_cost`), and recomputation (a recomputed repetition keeps
+only its input, plus one repetition's activations while it runs backward).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from specc import kinds
+from specc.kinds.costs import Comm, Cost, Phase
+from specc.kinds.cross_entropy import loss_cost
+from specc.plan import LayerStep, Layout, ModuleClass, Plan, Relayout, RepeatStep, StageMove
+
+FP32, INT64 = 4, 8
+# Kinds whose activations Megatron's sequence parallelism splits over tensor ranks.
+SEQUENCE_SPLIT = frozenset({"layernorm", "rmsnorm", "dropout", "position_embedding"})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One collective of one micro-batch (or of the step, for the optimizer's)."""
+
+    stage: int
+    kind: str
+    phase: str
+    axes: tuple[str, ...]  # mesh axes of its group, or ("stage a", "stage b") for a send
+    name: str  # the layer (or parameter) it is for, e.g. "h.3.attn"
+    what: str
+    bytes: int
+
+
+@dataclass
+class Tally:
+    """Per-stage sums of one micro-batch on one rank, and every collective."""
+
+    plan: Plan
+    flops: list[int] = field(default_factory=list)
+    saved: list[int] = field(default_factory=list)  # bytes kept for backward
+    events: list[Event] = field(default_factory=list)
+    needs_grad: bool = False  # a layer before the current one has parameters
+
+    def __post_init__(self) -> None:
+        stages = self.plan.mesh.pipeline
+        self.flops, self.saved = [0] * stages, [0] * stages
+        self.bodies = {c.name: c for c in self.plan.classes if not c.is_model}
+        self.act = FP32 if self.plan.recipe.precision == "fp32" else 2
+        # The plan's layouts hold a whole step's batch; a micro-batch is this share of it.
+        self.share = self.plan.accumulation
+        self.moved: set[tuple[str, int]] = set()  # inputs already sent to a stage
+        self.sequence = self.plan.recipe.sequence_parallel and self.plan.mesh.tensor > 1
+
+    def run(self) -> Tally:
+        current = 0
+        for step in self.plan.model.steps:
+            if isinstance(step, LayerStep):
+                assert step.stage is not None
+                current = step.stage
+                self.saved[current] += self.layer(step, current, step.name)
+            elif isinstance(step, Relayout):
+                self.relayout(step, current, "")
+            elif isinstance(step, StageMove):
+                self.send(current, step.stage, step.output, "activation", grad=True)
+                current = step.stage
+            elif isinstance(step, RepeatStep):
+                current = self.repeat(step, current)
+        self.loss()
+        return self
+
+    # -- layers -------------------------------------------------------------------------
+
+    def layer(self, step: LayerStep, stage: int, name: str) -> int:
+        """Add a layer's flops and collectives; return the bytes it keeps."""
+        rule = kinds.BY_NAME[step.kind].cost
+        cost = rule(step) if rule is not None else Cost()
+        self.flops[stage] += cost.flops // self.share
+        for comm in cost.comms:
+            if not comm.grad or self.needs_grad:
+                self.collective(stage, comm, name)
+        self.needs_grad = self.needs_grad or bool(step.params)
+        saved = (cost.saved * self.act + cost.fixed) // self.share
+        if self.sequence and step.kind in SEQUENCE_SPLIT:
+            saved = -(-saved // self.plan.mesh.tensor)
+        return saved
+
+    def relayout(self, step: Relayout, stage: int, prefix: str) -> None:
+        """A gather all-gathers in forward; a local slice all-gathers its gradient."""
+        moved = step.before if step.kind == "gather" else step.after
+        elements = math.prod(moved.local_shape) // self.share
+        phase: Phase = "forward" if step.kind == "gather" else "backward"
+        if phase == "forward" or self.needs_grad:
+            comm = Comm("all-gather", phase, elements, step.reason)
+            self.collective(stage, comm, prefix + "relayout")
+
+    def repeat(self, step: RepeatStep, current: int) -> int:
+        body = self.bodies[step.module]
+        inputs = {i.name: i for i in self.plan.inputs}
+        kept: dict[int, int] = {}  # per stage, the most one repetition keeps
+        for index, stage in enumerate(step.stages):
+            if stage != current:
+                self.send(current, stage, step.output, "activation", grad=True)
+            for argument in step.call_arguments:
+                # Every repetition reads the input from stage 0, where inputs are made;
+                # the compiler sends it to each stage once.
+                if stage and (argument, stage) not in self.moved:
+                    self.moved.add((argument, stage))
+                    layout = inputs[argument].layout
+                    self.send(0, stage, layout, f"input {argument}", grad=False, dtype=INT64)
+            current = stage
+            saved = self.body(body, stage, f"{step.name}.{index}.")
+            if self.plan.recipe.recompute:
+                # Only the repetition's input stays; its activations are made again,
+                # one repetition at a time, in backward.
+                self.saved[stage] += math.prod(step.output.local_shape) * self.act // self.share
+                kept[stage] = max(kept.get(stage, 0), saved)
+            else:
+                self.saved[stage] += saved
+        for stage, most in kept.items():
+            self.saved[stage] += most
+        return current
+
+    def body(self, body: ModuleClass, stage: int, prefix: str) -> int:
+        saved = 0
+        for step in body.steps:
+            if isinstance(step, LayerStep):
+                saved += self.layer(step, stage, prefix + step.name)
+            elif isinstance(step, Relayout):
+                self.relayout(step, stage, prefix)
+        return saved
+
+    def loss(self) -> None:
+        plan = self.plan
+        if plan.loss is None:
+            return
+        stage = plan.output_stage
+        cost = loss_cost(plan.output, plan.mesh.axes)
+        self.flops[stage] += cost.flops // self.share
+        self.saved[stage] += cost.fixed // self.share
+        for comm in cost.comms:
+            self.collective(stage, comm, "loss")
+        if stage != 0:  # labels are made on stage 0, with the inputs
+            self.send(0, stage, plan.loss.labels.layout, "labels", grad=False, dtype=INT64)
+
+    # -- communication -------------------------------------------------------------------
+
+    def collective(self, stage: int, comm: Comm, name: str) -> None:
+        mesh = self.plan.mesh
+        if math.prod(getattr(mesh, axis) for axis in comm.axes) == 1:
+            return
+        elements = comm.elements // self.share if comm.per_sample else comm.elements
+        size = elements * (FP32 if comm.fp32 else self.act)
+        sequence = self.sequence and name != "loss"  # the loss's sums stay as they are
+        if sequence and comm.kind == "all-reduce" and comm.axes == ("tensor",):
+            # Megatron's sequence parallelism: a reduce-scatter and an all-gather of the
+            # sequence slices instead of each all-reduce, the same traffic.
+            for kind, moved in (("reduce-scatter", size), ("all-gather", size // mesh.tensor)):
+                self.events.append(
+                    Event(stage, kind, comm.phase, comm.axes, name, comm.what, moved)
+                )
+            return
+        self.events.append(Event(stage, comm.kind, comm.phase, comm.axes, name, comm.what, size))
+
+    def send(
+        self,
+        source: int,
+        target: int,
+        layout: Layout,
+        what: str,
+        *,
+        grad: bool,
+        dtype: int | None = None,
+    ) -> None:
+        """A tensor crossing stages each micro-batch; an activation's gradient goes back."""
+        size = math.prod(layout.local_shape) // self.share * (dtype or self.act)
+        axes = (f"stage {source}", f"stage {target}")
+        self.events.append(Event(source, "send", "forward", axes, what, what, size))
+        if grad and self.needs_grad:
+            back = (f"stage {target}", f"stage {source}")
+            self.events.append(Event(target, "send", "backward", back, what, what, size))
