@@ -11,7 +11,7 @@ only its input, plus one repetition's activations while it runs backward).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from specc import kinds
 from specc.kinds.costs import Comm, Cost, Phase
@@ -78,16 +78,53 @@ class Tally:
     def layer(self, step: LayerStep, stage: int, name: str) -> int:
         """Add a layer's flops and collectives; return the bytes it keeps."""
         rule = kinds.BY_NAME[step.kind].cost
+        sliced = self.sequence and self._on_slices(step.input)
+        if self.sequence and (sliced or self._on_slices(step.output)):
+            # The kinds' formulas count the whole sequence; the split is applied below.
+            step = replace(step, input=self._whole(step.input), output=self._whole(step.output))
         cost = rule(step) if rule is not None else Cost()
         self.flops[stage] += cost.flops // self.share
         for comm in cost.comms:
             if not comm.grad or self.needs_grad:
                 self.collective(stage, comm, name)
+        if sliced:
+            self.slice_gradients(step, stage, name)
         self.needs_grad = self.needs_grad or bool(step.params)
         saved = (cost.saved * self.act + cost.fixed) // self.share
         if self.sequence and step.kind in SEQUENCE_SPLIT:
             saved = -(-saved // self.plan.mesh.tensor)
         return saved
+
+    def _on_slices(self, layout: Layout) -> bool:
+        """Whether an activation is split over the sequence on tensor ranks."""
+        axes = self.plan.mesh.axes
+        return (
+            len(layout.shape) == 3
+            and "tensor" in axes
+            and layout.sbp[axes.index("tensor")] == "S(1)"
+        )
+
+    def _whole(self, layout: Layout) -> Layout:
+        """A sequence-split layout as if the sequence were whole on every tensor rank."""
+        if not self._on_slices(layout):
+            return layout
+        local = list(layout.local_shape)
+        local[1] = layout.shape[1]  # only tensor ranks split the sequence
+        return replace(layout, local_shape=tuple(local))
+
+    def slice_gradients(self, step: LayerStep, stage: int, name: str) -> None:
+        """A weight whole on every tensor rank, used on a slice of the sequence, has a
+        partial gradient on each: all-reduced over the tensor group (Megatron's norms);
+        a position table's rows are each rank's own, all-gathered."""
+        axes, tensor = self.plan.mesh.axes, self.plan.mesh.tensor
+        for param in step.params:
+            if param.layout.sbp[axes.index("tensor")] != "B":
+                continue
+            size = math.prod(param.layout.local_shape) * FP32
+            kind, what = "all-reduce", f"{param.name} gradient, from sequence slices"
+            if step.kind == "position_embedding":
+                kind, what, size = "all-gather", f"{param.name} gradient rows", size // tensor
+            self.events.append(Event(stage, kind, "backward", ("tensor",), name, what, size))
 
     def relayout(self, step: Relayout, stage: int, prefix: str) -> None:
         """A gather all-gathers in forward; a local slice all-gathers its gradient."""
