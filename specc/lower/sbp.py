@@ -29,6 +29,9 @@ class Grid:
     def __init__(self, data: int, tensor: int, pipeline: int) -> None:
         self.data, self.tensor, self.pipeline = data, tensor, pipeline
         self.axes = tuple(axis for axis, size in (("data", data), ("tensor", tensor)) if size > 1)
+        # Every layer asks for the layouts of its input and output, and a long spec
+        # repeats a few of them thousands of times: each is computed once (issue 17).
+        self._layouts: dict[tuple[Shape, str, str], Layout] = {}
 
     @property
     def world(self) -> int:
@@ -51,8 +54,12 @@ class Grid:
         return tuple(local)
 
     def layout(self, shape: Shape, data_sbp: str, tensor_sbp: str) -> Layout:
-        sbp = self.nd(data_sbp, tensor_sbp)
-        return Layout(shape, sbp, self.local(shape, sbp))
+        key = (shape, data_sbp, tensor_sbp)
+        found = self._layouts.get(key)
+        if found is None:
+            sbp = self.nd(data_sbp, tensor_sbp)
+            found = self._layouts[key] = Layout(shape, sbp, self.local(shape, sbp))
+        return found
 
     def of(self, x: Running) -> Layout:
         return self.layout(x.shape, x.data_sbp, x.tensor_sbp)
