@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from specc import __version__, emit, fixes, lower, render, source, spec
+from specc import __version__, lower, source, spec
 from specc.diagnostics import Diagnostics
 from specc.lower.partial import check_setup
 from specc.plan import Plan
 from specc.source import Document
+
+# What only some runs need is imported when they need it, so that `specc validate`
+# starts fast (issue 17): `fixes` when a spec has diagnostics, `render` (Jinja2) and
+# `emit` when a package is written. tests/test_architecture.py holds the line.
+if TYPE_CHECKING:
+    from specc import fixes
 
 
 @dataclass
@@ -43,6 +50,7 @@ def check(path: str, overrides: Sequence[str] = ()) -> Result:
         return result
     applied = _check_text(result, overrides)
     if result.diagnostics.items:
+        from specc import fixes
 
         def again(text: str, overrides: Sequence[str]) -> fixes.Outcome:
             trial = Result(path, text=text)
@@ -106,6 +114,8 @@ def build(
     Raises:
         emit.OutputError: the package cannot be written there (nothing is changed).
     """
+    from specc import emit, render
+
     result = check(path, overrides)
     if result.plan is None:
         return result

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from specc import __version__, api, codes, report, schema
 from specc.diagnostics import Diagnostic
-from specc.emit import OutputError
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
@@ -109,6 +108,8 @@ def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(arguments: argparse.Namespace) -> int:
+    from specc.emit import OutputError  # not imported by the other commands
+
     try:
         result = api.build(
             arguments.spec,
