@@ -213,19 +213,15 @@ class TrainGraph(nn.Graph):
         return loss
 
 
-def load_generated(reference: nn.Module, generated: nn.Module, heads: int = 1) -> None:
-    """Copy a generated model's weights into its reference (same names, but the fused
-    query_key_value, which interleaves the generated query, key and value by head)."""
+def load_generated(reference: nn.Module, generated: nn.Module) -> None:
+    """Copy a generated model's weights into its reference: the same names and layouts
+    (the generated attention fuses q/k/v as LiBai does, rows grouped [head, q|k|v, d]),
+    but for the tables, which the reference holds as bare parameters."""
     theirs = dict(generated.named_parameters())
     with flow.no_grad():
         for name, mine in reference.named_parameters():
-            if ".query_key_value." in name:
-                prefix, field = name.split(".query_key_value.")
-                parts = [whole(theirs[f"{prefix}.{p}.{field}"]) for p in ("query", "key", "value")]
-                fused = flow.stack([p.view(heads, -1, *p.shape[1:]) for p in parts], dim=1)
-                value = fused.reshape(mine.shape)
-            else:
-                value = whole(theirs[_generated_name(name)])
+            value = whole(theirs[_generated_name(name)])
+            assert tuple(value.shape) == tuple(mine.shape), (name, value.shape, mine.shape)
             mine.copy_(value.to_global(placement=mine.placement, sbp=mine.sbp))
 
 
