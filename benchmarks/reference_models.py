@@ -94,12 +94,13 @@ class MLP2D(nn.Module):
 
 
 class MLP(nn.Module):
-    """A transformer block's MLP, the same layout under Megatron's names."""
+    """A transformer block's MLP, the same layout under Megatron's names; GPT-2's GELU is
+    the tanh approximation (specs/gpt2.yaml: `gelu_tanh`)."""
 
     def __init__(self, mesh: Mesh, hidden: int, ffn: int) -> None:
         super().__init__()
         self.dense_h_to_4h = Linear(mesh, hidden, ffn, "col")
-        self.activation = nn.GELU()
+        self.activation = nn.GELU(approximate="tanh")
         self.dense_4h_to_h = Linear(mesh, ffn, hidden, "row")
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
