@@ -12,11 +12,11 @@ hits them alike, and reporting medians:
   build    `specc.api.build`: check, render and write the package
 
 then the peak memory of each (tracemalloc, one separate run, as tracing slows the
-code down), the ratio build / compose, and the cold start of
-`python -m specc validate specs/huge_mlp_2d.yaml` with the imports that cost most.
+code down), the ratio build / compose, and time and memory per layer, which stay flat
+where both grow linearly. The cold start of `specc validate` is benchmarks/cold_start.py's.
 
-    make bench                     # or: .venv/bin/python benchmarks/compile_speed.py
-    .venv/bin/python benchmarks/compile_speed.py --sizes 10 100 --repeat 3 --cold 3
+    make bench-compile             # or: .venv/bin/python benchmarks/compile_speed.py
+    .venv/bin/python benchmarks/compile_speed.py --sizes 10 100 --repeat 3
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import argparse
 import gc
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,6 @@ from specc import api, source
 from specc.diagnostics import Diagnostics
 
 REPO = Path(__file__).resolve().parents[1]
-COLD_SPEC = "specs/huge_mlp_2d.yaml"
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 WIDTH = 64
 
@@ -141,36 +138,6 @@ def measure(sizes: list[int], repeat: int, workdir: Path) -> list[dict[str, obje
     return rows
 
 
-def cold_start(count: int) -> tuple[float, list[tuple[str, float, float]]]:
-    """Median wall time of a fresh `specc validate`, and its costliest imports."""
-    command = [sys.executable, "-m", "specc", "validate", COLD_SPEC]
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=REPO, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    imports: dict[str, list[tuple[float, float]]] = {}
-    for _ in range(3):
-        run = subprocess.run(
-            [sys.executable, "-X", "importtime", *command[1:]],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        for line in run.stderr.splitlines():
-            match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
-            if match:
-                name = match[4]
-                imports.setdefault(name, []).append((int(match[1]) / 1e6, int(match[2]) / 1e6))
-    summary = [
-        (name, statistics.median(s for s, _ in t), statistics.median(c for _, c in t))
-        for name, t in imports.items()
-    ]
-    summary.sort(key=lambda item: -item[1])
-    return statistics.median(times), summary[:10]
-
-
 def machine() -> str:
     model = "unknown"
     try:
@@ -191,23 +158,27 @@ def machine() -> str:
 def report(rows: list[dict[str, object]]) -> str:
     names = ("compose", "parse", "check", "build")
     lines = [
-        "| layers | bytes | " + " | ".join(f"{n} (s)" for n in names) + " | build / compose |",
-        "|---:|---:|" + "---:|" * len(names) + "---:|",
+        "| layers | bytes | "
+        + " | ".join(f"{n} (s)" for n in names)
+        + " | build / compose | build per layer (µs) |",
+        "|---:|---:|" + "---:|" * len(names) + "---:|---:|",
     ]
     for row in rows:
         cells = [f"{row['layers']:,}", f"{row['bytes']:,}"]
         cells += [f"{row[n]:.4f}" for n in names]
         cells.append(f"{row['build'] / row['compose']:.1f}x")  # type: ignore[operator]
+        cells.append(f"{row['build'] / row['layers'] * 1e6:.0f}")  # type: ignore[operator]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Peak memory (tracemalloc, MiB):",
         "",
-        "| layers | " + " | ".join(names) + " |",
-        "|---:|" + "---:|" * len(names),
+        "| layers | " + " | ".join(names) + " | build per layer (KiB) |",
+        "|---:|" + "---:|" * len(names) + "---:|",
     ]
     for row in rows:
         peaks = [f"{row[f'{n}_peak'] / 2**20:.1f}" for n in names]  # type: ignore[operator]
+        peaks.append(f"{row['build_peak'] / row['layers'] / 2**10:.1f}")  # type: ignore[operator]
         lines.append(f"| {row['layers']:,} | " + " | ".join(peaks) + " |")
     return "\n".join(lines)
 
@@ -216,21 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant")
-    parser.add_argument("--cold", type=int, default=10, help="fresh processes to time")
     arguments = parser.parse_args()
     print(machine())
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
     with tempfile.TemporaryDirectory(prefix="specc-bench-") as workdir:
         rows = measure(arguments.sizes, arguments.repeat, Path(workdir))
     print(report(rows))
-    if arguments.cold:
-        wall, imports = cold_start(arguments.cold)
-        print(f"\nCold `python -m specc validate {COLD_SPEC}`: {wall:.3f} s ", end="")
-        print(f"(median of {arguments.cold})\n")
-        print("Costliest imports (`-X importtime`, median of 3 runs, by self time):\n")
-        print("| module | self (s) | cumulative (s) |\n|---|---:|---:|")
-        for name, own, cumulative in imports:
-            print(f"| {name} | {own:.4f} | {cumulative:.4f} |")
 
 
 if __name__ == "__main__":

@@ -94,12 +94,13 @@ class MLP2D(nn.Module):
 
 
 class MLP(nn.Module):
-    """A transformer block's MLP, the same layout under Megatron's names."""
+    """A transformer block's MLP, the same layout under Megatron's names; GPT-2's GELU is
+    the tanh approximation (specs/gpt2.yaml: `gelu_tanh`)."""
 
     def __init__(self, mesh: Mesh, hidden: int, ffn: int) -> None:
         super().__init__()
         self.dense_h_to_4h = Linear(mesh, hidden, ffn, "col")
-        self.activation = nn.GELU()
+        self.activation = nn.GELU(approximate="tanh")
         self.dense_4h_to_h = Linear(mesh, ffn, hidden, "row")
 
     def forward(self, x: flow.Tensor) -> flow.Tensor:
@@ -213,19 +214,15 @@ class TrainGraph(nn.Graph):
         return loss
 
 
-def load_generated(reference: nn.Module, generated: nn.Module, heads: int = 1) -> None:
-    """Copy a generated model's weights into its reference (same names, but the fused
-    query_key_value, which interleaves the generated query, key and value by head)."""
+def load_generated(reference: nn.Module, generated: nn.Module) -> None:
+    """Copy a generated model's weights into its reference: the same names and layouts
+    (the generated attention fuses q/k/v as LiBai does, rows grouped [head, q|k|v, d]),
+    but for the tables, which the reference holds as bare parameters."""
     theirs = dict(generated.named_parameters())
     with flow.no_grad():
         for name, mine in reference.named_parameters():
-            if ".query_key_value." in name:
-                prefix, field = name.split(".query_key_value.")
-                parts = [whole(theirs[f"{prefix}.{p}.{field}"]) for p in ("query", "key", "value")]
-                fused = flow.stack([p.view(heads, -1, *p.shape[1:]) for p in parts], dim=1)
-                value = fused.reshape(mine.shape)
-            else:
-                value = whole(theirs[_generated_name(name)])
+            value = whole(theirs[_generated_name(name)])
+            assert tuple(value.shape) == tuple(mine.shape), (name, value.shape, mine.shape)
             mine.copy_(value.to_global(placement=mine.placement, sbp=mine.sbp))
 
 

@@ -46,6 +46,9 @@ class Bench:
     package: str
     sizes: dict[str, int] = field(default_factory=dict)  # passed as --set
     seq: int = 1  # tokens per sample (1 for the MLP: a sample is a token)
+    # How many of random_inputs() the twins take: GPT-2's optional attention_mask is
+    # left out (every token attended to), as the reference has no padding.
+    inputs: int = 1
 
     @property
     def world(self) -> int:
@@ -138,8 +141,11 @@ def worker(names: list[str], rounds: int, steps: int, warmup: int, same: bool) -
         device = package.parallel.DEVICE
         twin = package.Model() if same else reference_for(bench, device)
         models = {"generated": package.Model(), "hand-written": twin}
-        ref.load_generated(models["hand-written"], models["generated"], bench.sizes.get("heads", 1))
-        batch = (*package.random_inputs(seed=1), package.random_labels(seed=1))
+        for model in models.values():
+            model.eval()  # dropout off (specs/gpt2.yaml has it; the reference does not)
+        ref.load_generated(models["hand-written"], models["generated"])
+        inputs = package.random_inputs(seed=1)[: bench.inputs]
+        batch = (*inputs, package.random_labels(seed=1))
         losses = {who: m.loss(m(*batch[:-1]), batch[-1]) for who, m in models.items()}
         values = [float(ref.whole(loss).to_local().numpy()) for loss in losses.values()]
         # Eager first: OneFlow 0.9 fails in eager backward on a module once a graph
@@ -266,7 +272,7 @@ def report(records: list[dict], rounds: int, steps: int, same: bool) -> str:
 
     The ratio is the median over rounds of generated / twin, each round's two samples
     taken back to back, with its interquartile range (an A/A run, `--aa`, shows the
-    noise: on the 2-core machine of RESULTS-step-time.md, medians 0.95-1.02).
+    noise: on the 2-core machine of RESULTS.md, medians 0.95-1.02).
     """
     twin = "generated again (A/A run)" if same else "hand-written"
     lines = [

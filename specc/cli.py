@@ -17,13 +17,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from specc import __version__, api, codes, planner, report, schema, source
-from specc.diagnostics import Diagnostic, Diagnostics
-from specc.emit import OutputError
-from specc.estimate import estimate
-from specc.estimate.picture import picture
-from specc.estimate.text import report_text
-from specc.estimate.units import parse_bytes
+from specc import __version__, api, codes, report, schema
+from specc.diagnostics import Diagnostic
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
@@ -148,6 +143,8 @@ def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(arguments: argparse.Namespace) -> int:
+    from specc.emit import OutputError  # not imported by the other commands
+
     try:
         result = api.build(
             arguments.spec,
@@ -170,6 +167,9 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 
 def _plan(arguments: argparse.Namespace) -> int:
+    from specc.estimate import estimate
+    from specc.estimate.text import report_text
+
     if arguments.world is not None:
         return _plan_world(arguments)
     for option in ("apply", "global_batch"):
@@ -198,6 +198,8 @@ def _plan(arguments: argparse.Namespace) -> int:
     estimated = estimate(result.plan, arguments.device_memory)
     print(result.plan.to_text() + report_text(estimated), end="")
     if arguments.svg:
+        from specc.estimate.picture import picture
+
         try:
             with open(arguments.svg, "w", encoding="utf-8") as file:
                 file.write(picture(result.plan, estimated))
@@ -210,6 +212,9 @@ def _plan(arguments: argparse.Namespace) -> int:
 
 def _plan_world(arguments: argparse.Namespace) -> int:
     """The planner: every layout of --world devices, ranked; --apply writes the best."""
+    from specc import planner, source
+    from specc.diagnostics import Diagnostics
+
     path = arguments.spec
     diagnostics = Diagnostics()
     text = source.read_text(path, diagnostics)
@@ -266,6 +271,8 @@ def _positive(text: str) -> int:
 
 def _bytes(text: str) -> int:
     """argparse's type for sizes: a bad one is a usage error (exit 2), not a traceback."""
+    from specc.estimate.units import parse_bytes
+
     try:
         return parse_bytes(text)
     except ValueError as error:

@@ -17,6 +17,7 @@ to keep the two in agreement.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Sequence
 
@@ -37,6 +38,8 @@ from specc.plan import (
 )
 
 LINE_LENGTH = 88  # ruff's default
+# A comment text that textwrap would leave as it is, if it fits on the line.
+_ONE_LINE = re.compile("[^\t\n\r\x0b\x0c]+")
 
 
 def expression(value: Expr) -> str:
@@ -111,6 +114,9 @@ def imports(item: ImportFrom | None) -> str:
 def comment(text: str, indent: int = 0) -> str:
     """`# text` at `indent` spaces, wrapped to the line length; continuations indented."""
     pad = " " * indent
+    line = f"{pad}# {text}"
+    if len(line) <= LINE_LENGTH and text == text.strip() and _ONE_LINE.fullmatch(text):
+        return line  # what textwrap makes of it, in a fraction of its time
     lines = textwrap.wrap(
         text,
         width=LINE_LENGTH,

@@ -9,6 +9,7 @@ same plan gives the same bytes, whatever the hash seed or the machine.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jinja2
@@ -53,7 +54,10 @@ FILTERS = {
 }
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """The one environment of a process: Jinja2 compiles each template once, on first use,
+    which costs more than rendering a package of a thousand layers (issue 17)."""
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(
             [

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 
 from tests.support.paths import REPO
 
@@ -81,3 +83,31 @@ def test_kinds_do_not_reach_into_lowering():
     """A kind module sees the walk only through `specc.kinds.base.Context`."""
     for path in (SPECC / "kinds").glob("*.py"):
         assert not {"lower", "spec", "render"} & specc_imports(path), path.relative_to(REPO)
+
+
+def _modules_after(*argv: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running `specc *argv`."""
+    script = (
+        "import sys\n"
+        "from specc.cli import main\n"
+        f"status = main({list(argv)!r})\n"
+        "print()\n"
+        "print(status, *sorted(sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    status, *modules = run.stdout.splitlines()[-1].split()
+    assert status == "0", run.stderr
+    return set(modules)
+
+
+def test_validate_imports_only_what_it_needs():
+    """`specc validate` starts without Jinja2 and the stages after lowering (issue 17: a cold
+    start is mostly imports); `build` needs them. Timing is benchmarks/cold_start.py's."""
+    validating = _modules_after("validate", str(REPO / "specs" / "gpt2.yaml"))
+    for module in ("jinja2", "specc.render", "specc.layout", "specc.emit", "specc.fixes"):
+        assert module not in validating, module
+    assert {"specc.spec", "specc.lower"} <= validating
+    planning = _modules_after("plan", str(REPO / "specs" / "gpt2.yaml"))
+    assert "jinja2" not in planning

@@ -38,6 +38,9 @@ class Grid:
         # Sequence parallelism: only tensor ranks can split the sequence.
         self.sequence = sequence and tensor > 1
         self.axes = tuple(axis for axis, size in (("data", data), ("tensor", tensor)) if size > 1)
+        # Every layer asks for the layouts of its input and output, and a long spec
+        # repeats a few of them thousands of times: each is computed once (issue 17).
+        self._layouts: dict[tuple[Shape, str, str], Layout] = {}
 
     @property
     def world(self) -> int:
@@ -60,8 +63,12 @@ class Grid:
         return tuple(local)
 
     def layout(self, shape: Shape, data_sbp: str, tensor_sbp: str) -> Layout:
-        sbp = self.nd(data_sbp, tensor_sbp)
-        return Layout(shape, sbp, self.local(shape, sbp))
+        key = (shape, data_sbp, tensor_sbp)
+        found = self._layouts.get(key)
+        if found is None:
+            sbp = self.nd(data_sbp, tensor_sbp)
+            found = self._layouts[key] = Layout(shape, sbp, self.local(shape, sbp))
+        return found
 
     def streams(self, x: Running) -> bool:
         """Whether `x` rests split over the sequence: [batch, seq, hidden] floats under

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_NODES",
     "Document",
     "YamlPath",
+    "collector_paused",
     "parse_spec_text",
     "read_text",
 ]
@@ -95,18 +96,19 @@ def read_text(path: str, diagnostics: Diagnostics) -> str | None:
 
 def parse_spec_text(text: str, file: str, diagnostics: Diagnostics) -> Document | None:
     """Parse YAML `text` (shown to users as `file`) into a `Document`."""
-    with _collector_paused():
+    with collector_paused():
         return _parse(text, file, diagnostics)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Compose and walk without Python's cyclic garbage collector.
+def collector_paused() -> Iterator[None]:
+    """Run the block without Python's cyclic garbage collector.
 
-    They allocate a node graph of hundreds of thousands of objects and no garbage
-    cycles (a recursive alias is collected afterwards), so the collector's passes over
-    the growing graph find nothing; on issue 17's spec they took two thirds of the time
-    libyaml needs. Threads running meanwhile merely collect later.
+    Composing and walking allocate a node graph of hundreds of thousands of objects and
+    no garbage cycles (a recursive alias is collected afterwards), so the collector's
+    passes over the growing graph find nothing; on issue 17's spec they took two thirds
+    of the time libyaml needs. `specc.api` pauses it for the later stages too, for the
+    same reason. Threads running meanwhile merely collect later.
     """
     if not gc.isenabled():  # the caller has turned it off: leave it so
         yield
