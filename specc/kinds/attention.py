@@ -378,7 +378,9 @@ def kv_heads_not_divisible(stream: FuzzStream, fields: dict[str, Any]) -> Mistak
 
 def rotary_odd_head_size(stream: FuzzStream, fields: dict[str, Any]) -> Mistake | None:
     hidden, tensor = stream.shape[-1], stream.tensor
-    odd = [h for h in range(tensor, hidden + 1, tensor) if hidden % h == 0 and (hidden // h) % 2]
+    # Head counts up to 4096 (hidden may be near 2**40: not every divisor).
+    heads = range(tensor, min(hidden, 4096) + 1, tensor)
+    odd = [h for h in heads if hidden % h == 0 and (hidden // h) % 2]
     if not odd:
         return None
     fields["heads"] = stream.pick(odd)
