@@ -159,6 +159,10 @@ def _misspelling(
     spelled = {i: str(unknown[i].path[-1]) for i in siblings}
     spelled_keys: dict[int | str, str] = {i: text for i, text in spelled.items()}
     spelled_keys.update({k: k for k in written})
+    if key == "kind":
+        # A key some kind has (select_token's `index`) is that kind's, not a slip for `kind`.
+        spelled_keys = {c: t for c, t in spelled_keys.items() if t not in _LAYER_KEYS}
+        spelled = {i: t for i, t in spelled.items() if t not in _LAYER_KEYS}
     for candidate, text in spelled_keys.items():
         if _normal(text) == _normal(key) or _KEY_SYNONYM.get(_normal(text)) == key:
             return candidate
@@ -168,6 +172,9 @@ def _misspelling(
     if len(spelled) == 1 and missing == 1 and not written:
         return next(iter(spelled))  # one key missing, one unknown: the one is the other
     return None
+
+
+_LAYER_KEYS = frozenset(key for kind in kinds.KINDS for key in kind.model.model_fields)
 
 
 def _value_at(data: Any, path: YamlPath) -> Any:
