@@ -169,3 +169,22 @@ def test_bad_data_is_a_clear_error_with_exit_code_2(built: Path) -> None:
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_tiny_llama_trains_under_the_train_command(built: Path) -> None:
+    """specs/llama3_8b.yaml (rotary, grouped KV heads, SwiGLU, an untied head), resized
+    to bytes, trains on data 2 x tensor 2 from the same token file; its loss falls."""
+    sizes = ["hidden=64", "heads=4", "kv_heads=2", "ffn=176", "layers=2", "vocab=256"]
+    sizes += ["seq=16", "micro_batch=2", "data=2", "tensor=2"]
+    out = built / "llama"
+    done = specc("build", str(REPO / "specs" / "llama3_8b.yaml"), "-o", str(out),
+                 *(f"--set={s}" for s in sizes))  # fmt: skip
+    assert done.code == 0, done.stderr
+    arguments = ["--data", str(built / "corpus.bin"), "--steps", "12", "--checkpoint-dir"]
+    arguments += [str(out / "run"), "--eval-every", "0", "--log-every", "1"]
+    run = launch(4, ["-m", "llama3_8b", "train", *arguments], pythonpath=[out], cwd=out)
+    assert run.returncode == 0, run.explain()
+    losses = [r["loss"] for r in records(out / "run") if "loss" in r]
+    assert len(losses) == 12
+    assert abs(losses[0] - math.log(256)) < 0.1  # the true loss of a fresh model
+    assert sum(losses[-3:]) < sum(losses[:3])
