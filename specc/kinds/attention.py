@@ -572,7 +572,7 @@ def cost(step: LayerStep) -> Cost:
     batch, seq, hidden = step.input.local_shape
     heads = step.attributes["heads"]
     assert isinstance(heads, int)
-    tensor = qkv.layout.shape[0] // qkv.layout.local_shape[0]
+    tensor = qkv.layout.shape[0] // max(qkv.layout.local_shape[0], 1)
     head_size = hidden // heads
     local_heads = heads // tensor
     tokens = rows(step.input)

@@ -46,7 +46,7 @@ def loss_cost(logits: Layout, axes: tuple[str, ...]) -> Cost:
     local = rows(logits)
     comms: list[Comm] = []
     if logits.local_shape[-1] != logits.shape[-1]:
-        tensor = logits.shape[-1] // logits.local_shape[-1]
+        tensor = logits.shape[-1] // max(logits.local_shape[-1], 1)
         comms += [Comm("all-gather", "forward", local, "row maxima", fp32=True)] * 2
         if "data" in axes:
             comms.append(Comm("all-reduce", "forward", local, "row sums", fp32=True))

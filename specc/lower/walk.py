@@ -206,7 +206,9 @@ class Walk:
         )
         self.scope.add(step)
         rule = kinds.BY_NAME[kind].cost
-        if rule is not None:
+        # Weighed for the stages of a plan; a spec with errors gets none, and its shapes
+        # may be degenerate (a head size of 0).
+        if rule is not None and not self.report.diagnostics.error_count:
             cost = rule(step)
             self.flops += cost.flops
             self.activations += cost.saved * 4 + cost.fixed

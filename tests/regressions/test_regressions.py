@@ -267,6 +267,13 @@ def test_a_layer_named_placement_is_refused():
     ) in run.stderr
 
 
+def test_more_heads_than_hidden_features_is_an_error_not_a_crash():
+    """Was: ZeroDivisionError in the attention's cost formula, exit 3."""
+    run = validate("heads_above_hidden.yaml")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "error[E312]: hidden size 15 is not divisible by heads 34" in run.stderr
+
+
 def test_every_reproducer_has_a_test():
     """Every YAML here is named by a test of this file (read from its source, so the
     answer does not depend on which tests ran before)."""
