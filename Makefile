@@ -35,9 +35,10 @@ train-demo: setup
 test: setup hf-venv
 	$(PY) -m pytest
 
-# Everything that needs no launcher, with a quarter of the fuzz examples: the edit loop.
+# Everything that needs no launcher and is not slow, with a quarter of the fuzz
+# examples: the edit loop.
 quick: setup
-	SPECC_FUZZ_SCALE=0.25 $(PY) -m pytest -q -m "not launcher"
+	SPECC_FUZZ_SCALE=0.25 $(PY) -m pytest -q -m "not launcher and not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check specc tests

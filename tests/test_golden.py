@@ -49,6 +49,7 @@ def test_build_matches_golden(spec, tmp_path):
     assert_same_tree(tree(tmp_path), tree(GOLDEN / spec.stem))
 
 
+@pytest.mark.slow
 def test_output_is_identical_across_hash_seeds(tmp_path):
     """Two fresh processes with different hash seeds write byte-identical trees."""
     trees = []

@@ -36,7 +36,9 @@ def plan(name, world, batch, overrides=None, memory=80 * GIB):
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
-@pytest.mark.parametrize("world, batch", [(8, 64), (16, 128), (64, 512)])
+@pytest.mark.parametrize(
+    "world, batch", [(8, 64), (16, 128), pytest.param(64, 512, marks=pytest.mark.slow)]
+)
 def test_every_layout_is_ranked_or_rejected_with_its_reason(name, world, batch):
     planned = plan(name, world, batch)
     meshes = {(o.data, o.tensor, o.pipeline) for o in planned.ranked + planned.rejected}

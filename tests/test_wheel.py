@@ -6,9 +6,12 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from tests.support.paths import REPO, SPECS
 
 
+@pytest.mark.slow
 def test_wheel_ships_templates_and_builds_without_the_checkout(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), "."],

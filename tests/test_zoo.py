@@ -116,6 +116,7 @@ def test_gpt2_with_padded_vocabulary_counts_the_padding():
     assert embedding["attributes"] == {"vocab_size": 50257, "padded_vocab_size": 50304}
 
 
+@pytest.mark.slow
 def test_built_models_count_the_same(tmp_path):
     pytest.importorskip("oneflow")
     for name in BUILT:
