@@ -11,16 +11,14 @@ only its input, plus one repetition's activations while it runs backward).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from specc import kinds
-from specc.kinds.costs import Comm, Cost, Phase
+from specc.kinds.costs import Comm, Cost, Phase, layer_cost, on_slices
 from specc.kinds.cross_entropy import loss_cost
 from specc.plan import LayerStep, Layout, ModuleClass, Plan, Relayout, RepeatStep, StageMove
 
 FP32, INT64 = 4, 8
-# Kinds whose activations Megatron's sequence parallelism splits over tensor ranks.
-SEQUENCE_SPLIT = frozenset({"layernorm", "rmsnorm", "dropout", "position_embedding"})
 
 
 @dataclass(frozen=True)
@@ -78,39 +76,16 @@ class Tally:
     def layer(self, step: LayerStep, stage: int, name: str) -> int:
         """Add a layer's flops and collectives; return the bytes it keeps."""
         rule = kinds.BY_NAME[step.kind].cost
-        sliced = self.sequence and self._on_slices(step.input)
-        if self.sequence and (sliced or self._on_slices(step.output)):
-            # The kinds' formulas count the whole sequence; the split is applied below.
-            step = replace(step, input=self._whole(step.input), output=self._whole(step.output))
-        cost = rule(step) if rule is not None else Cost()
+        mesh = self.plan.mesh
+        cost = Cost() if rule is None else layer_cost(rule, step, mesh.axes, mesh.tensor)
         self.flops[stage] += cost.flops // self.share
         for comm in cost.comms:
             if not comm.grad or self.needs_grad:
                 self.collective(stage, comm, name)
-        if sliced:
+        if on_slices(step.input, mesh.axes):
             self.slice_gradients(step, stage, name)
         self.needs_grad = self.needs_grad or bool(step.params)
-        saved = (cost.saved * self.act + cost.fixed) // self.share
-        if self.sequence and step.kind in SEQUENCE_SPLIT:
-            saved = -(-saved // self.plan.mesh.tensor)
-        return saved
-
-    def _on_slices(self, layout: Layout) -> bool:
-        """Whether an activation is split over the sequence on tensor ranks."""
-        axes = self.plan.mesh.axes
-        return (
-            len(layout.shape) == 3
-            and "tensor" in axes
-            and layout.sbp[axes.index("tensor")] == "S(1)"
-        )
-
-    def _whole(self, layout: Layout) -> Layout:
-        """A sequence-split layout as if the sequence were whole on every tensor rank."""
-        if not self._on_slices(layout):
-            return layout
-        local = list(layout.local_shape)
-        local[1] = layout.shape[1]  # only tensor ranks split the sequence
-        return replace(layout, local_shape=tuple(local))
+        return (cost.saved * self.act + cost.fixed) // self.share
 
     def slice_gradients(self, step: LayerStep, stage: int, name: str) -> None:
         """A weight whole on every tensor rank, used on a slice of the sequence, has a

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from specc.plan import LayerStep, Layout, Param
@@ -61,6 +61,39 @@ class Cost:
 
 
 CostRule = Callable[[LayerStep], Cost]
+
+# Kinds whose activations Megatron's sequence parallelism splits over tensor ranks.
+SEQUENCE_SPLIT = frozenset({"layernorm", "rmsnorm", "dropout", "position_embedding"})
+
+
+def on_slices(layout: Layout, axes: tuple[str, ...]) -> bool:
+    """Whether an activation is split over the sequence on tensor ranks (only sequence
+    parallelism splits a [batch, seq, hidden] activation on its dimension 1)."""
+    return (
+        len(layout.shape) == 3 and "tensor" in axes and layout.sbp[axes.index("tensor")] == "S(1)"
+    )
+
+
+def layer_cost(rule: CostRule, step: LayerStep, axes: tuple[str, ...], tensor: int) -> Cost:
+    """A layer's cost. Under sequence parallelism the formulas see the whole sequence
+    (the attention and MLP gather it), and what a norm, a dropout or a position
+    embedding keeps is a slice of it."""
+    sliced = on_slices(step.input, axes) or on_slices(step.output, axes)
+    if not sliced:
+        return rule(step)
+    whole = replace(step, input=_whole(step.input), output=_whole(step.output))
+    cost = rule(whole)
+    if step.kind in SEQUENCE_SPLIT:
+        cost = replace(cost, saved=-(-cost.saved // tensor), fixed=-(-cost.fixed // tensor))
+    return cost
+
+
+def _whole(layout: Layout) -> Layout:
+    if len(layout.shape) != 3:
+        return layout
+    local = list(layout.local_shape)
+    local[1] = layout.shape[1]  # only tensor ranks split the sequence
+    return replace(layout, local_shape=tuple(local))
 
 
 def numel(layout: Layout) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from specc import kinds, names
 from specc.diagnostics import Clause, Help
 from specc.kinds.base import B, LayerModel, Lowered, Running, Table, axis_sizes, split
+from specc.kinds.costs import layer_cost
 from specc.lower import relayout
 from specc.lower.inputs import Inputs
 from specc.lower.reporter import Reporter
@@ -209,7 +210,7 @@ class Walk:
         # Weighed for the stages of a plan; a spec with errors gets none, and its shapes
         # may be degenerate (a head size of 0).
         if rule is not None and not self.report.diagnostics.error_count:
-            cost = rule(step)
+            cost = layer_cost(rule, step, self.grid.axes, self.grid.tensor)
             self.flops += cost.flops
             self.activations += cost.saved * 4 + cost.fixed
         return lowered.output
