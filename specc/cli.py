@@ -10,9 +10,12 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -249,13 +252,27 @@ def _plan_world(arguments: argparse.Namespace) -> int:
             print(f"specc plan: error: {error}", file=sys.stderr)
             return INVALID
         try:
-            with open(path, "w", encoding="utf-8", newline="") as file:
-                file.write(changed)
+            _replace_text(path, changed)
         except OSError as error:
             print(f"specc plan: error: cannot write {path}: {error}", file=sys.stderr)
             return INVALID
         print(f"wrote {chosen.sizes} into {path}", file=sys.stderr)
     return OK
+
+
+def _replace_text(path: str, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a file beside it, renamed over it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".specc-", suffix=".yaml")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        shutil.copymode(path, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _positive(text: str) -> int:

@@ -99,6 +99,7 @@ def test_apply_writes_only_the_sizes(tmp_path):
     assert [(a, b) for a, b in zip(before, changed, strict=True) if a != b] == [
         ("  data: 1\n", "  data: 8\n")
     ]
+    assert [p.name for p in tmp_path.iterdir()] == ["gpt2.yaml"]  # written by a rename
     planned = specc("plan", str(spec), "--set", "vocab_multiple=128")
     assert "mesh: data=8 x tensor=1 x pipeline=1 = 8 ranks" in planned.stdout
 
