@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,10 +92,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict
     root = tmp_path_factory.mktemp("recipe")
     recipes = reference()["recipes"]
     specs = {"adamw": SPEC, "sgd": spec_with(recipes["sgd"], root / "gpt2_recipe.yaml")}
+    recompute = root / "recompute" / "gpt2_recipe.yaml"
+    recompute.parent.mkdir()
+    text = SPEC.read_text(encoding="utf-8")
+    recompute.write_text(re.sub(r"(?m)^(  seed: \d+)$", r"\1\n  recompute: true", text))
+    specs["adamw_recompute"] = recompute
     found: dict[tuple[str, str], dict] = {}
     for number, (plan, (world, sizes)) in enumerate(PLANS.items()):
         jobs = []
-        for optimizer in OPTIMIZERS:
+        # One process also trains AdamW recomputing each block's activations.
+        for optimizer in (*OPTIMIZERS, "adamw_recompute")[: 3 if world == 1 else 2]:
             built = root / "build" / f"{optimizer}_{number}"
             sets = [f"--set={size}" for size in sizes]
             done = specc("build", str(specs[optimizer]), "-o", str(built), *sets)
@@ -191,3 +198,14 @@ def test_trained_weights_are_torchs(runs, plan, optimizer):
             keep[hidden : 2 * hidden] = False
         difference = np.abs(mine - want)[keep].max() / np.abs(want - start)[keep].max()
         assert difference <= ELEMENT_TOLERANCE, (name, difference)
+
+
+def test_recomputation_recomputes_every_block_and_changes_no_number(runs):
+    """`recompute: true`: OneFlow runs each repetition's forward ops again in backward
+    (they are in the compiled job), and the run trains to the same losses."""
+    plain = runs[("one process", "adamw")]["records"][0]
+    recomputed = runs[("one process", "adamw_recompute")]["records"][0]
+    assert plain["recomputed"] == []
+    (repeat,) = [x for x in yaml.safe_load(SPEC.read_text())["layers"] if x["kind"] == "repeat"]
+    assert recomputed["recomputed"] == [f"model.h.{i}" for i in range(repeat["times"])]
+    assert recomputed["losses"] == pytest.approx(plain["losses"], rel=1e-6)

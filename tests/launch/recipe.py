@@ -60,7 +60,18 @@ def compiled(graph: flow.nn.Graph) -> dict:
     scaling = sorted(
         {op.user_conf.op_type_name for op in ops if "loss_scale" in op.user_conf.op_type_name}
     )
-    return {"casts": {_dtype_name(k): n for k, n in casts.items()}, "loss_scaling": scaling}
+    # Forward ops run again in backward (activation recomputation) carry this prefix;
+    # the modules they belong to, e.g. "model.h.0".
+    fake = "Sys-Checkpointing-Fake-Fw-Op_"
+    recomputed = sorted(
+        {".".join(op.name[len(fake) :].split("-")[0].split(".")[:3])
+         for op in graph._full_graph_proto.net.op if op.name.startswith(fake)}
+    )  # fmt: skip
+    return {
+        "casts": {_dtype_name(k): n for k, n in casts.items()},
+        "loss_scaling": scaling,
+        "recomputed": recomputed,
+    }
 
 
 def _dtype_name(number: str) -> str:
