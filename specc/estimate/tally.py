@@ -52,7 +52,6 @@ class Tally:
         # The plan's layouts hold a whole step's batch; a micro-batch is this share of it.
         self.share = self.plan.accumulation
         self.moved: set[tuple[str, int]] = set()  # inputs already sent to a stage
-        self.sequence = self.plan.recipe.sequence_parallel and self.plan.mesh.tensor > 1
 
     def run(self) -> Tally:
         current = 0
@@ -80,7 +79,14 @@ class Tally:
         cost = Cost() if rule is None else layer_cost(rule, step, mesh.axes, mesh.tensor)
         self.flops[stage] += cost.flops // self.share
         for comm in cost.comms:
-            if not comm.grad or self.needs_grad:
+            streamed = step.output if comm.phase == "forward" else step.input
+            if (
+                comm.kind == "all-reduce"
+                and comm.axes == ("tensor",)
+                and on_slices(streamed, mesh.axes)
+            ):
+                self.sequence_parallel(stage, comm, name)
+            elif not comm.grad or self.needs_grad:
                 self.collective(stage, comm, name)
         if on_slices(step.input, mesh.axes):
             self.slice_gradients(step, stage, name)
@@ -162,21 +168,34 @@ class Tally:
     # -- communication -------------------------------------------------------------------
 
     def collective(self, stage: int, comm: Comm, name: str) -> None:
-        mesh = self.plan.mesh
-        if math.prod(getattr(mesh, axis) for axis in comm.axes) == 1:
+        if math.prod(getattr(self.plan.mesh, axis) for axis in comm.axes) == 1:
             return
-        elements = comm.elements // self.share if comm.per_sample else comm.elements
-        size = elements * (FP32 if comm.fp32 else self.act)
-        sequence = self.sequence and name != "loss"  # the loss's sums stay as they are
-        if sequence and comm.kind == "all-reduce" and comm.axes == ("tensor",):
-            # Megatron's sequence parallelism: a reduce-scatter and an all-gather of the
-            # sequence slices instead of each all-reduce, the same traffic.
-            for kind, moved in (("reduce-scatter", size), ("all-gather", size // mesh.tensor)):
-                self.events.append(
-                    Event(stage, kind, comm.phase, comm.axes, name, comm.what, moved)
-                )
-            return
+        size = self._bytes(comm)
         self.events.append(Event(stage, comm.kind, comm.phase, comm.axes, name, comm.what, size))
+
+    def sequence_parallel(self, stage: int, comm: Comm, name: str) -> None:
+        """Megatron's sequence parallelism, for an all-reduce of the split stream: partial
+        sums the layer would all-reduce in forward are reduce-scattered over the
+        sequence, and their gradient all-gathered in backward; an input gradient it
+        would all-reduce in backward is reduce-scattered, the input having been
+        all-gathered in forward. The same traffic as the all-reduce."""
+        size = self._bytes(comm)
+        shard = size // self.plan.mesh.tensor
+        what = comm.what
+        if comm.phase == "forward":
+            steps = [
+                ("reduce-scatter", "forward", size, what),
+                ("all-gather", "backward", shard, f"{what}: gradient"),
+            ]
+        else:
+            steps = [("all-gather", "forward", shard, "input, gathered over the sequence")]
+            steps += [("reduce-scatter", "backward", size, what)] if self.needs_grad else []
+        for kind, phase, moved, said in steps:
+            self.events.append(Event(stage, kind, phase, comm.axes, name, said, moved))
+
+    def _bytes(self, comm: Comm) -> int:
+        elements = comm.elements // self.share if comm.per_sample else comm.elements
+        return elements * (FP32 if comm.fp32 else self.act)
 
     def send(
         self,
