@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 
+from tests.support.cases import renamed
 from tests.support.cli import specc
 from tests.support.launcher import launch
 from tests.support.paths import CASES, REPO, SPECS
@@ -67,9 +68,7 @@ def counted(tmp_path_factory):
         out = tmp_path_factory.mktemp(f"world{world}")
         specs = tmp_path_factory.mktemp(f"specs{world}")
         for package, (spec, pairs) in builds.items():
-            copy = specs / f"{package}.yaml"
-            text = spec.read_text()
-            copy.write_text(text.replace(f"\nname: {spec.stem}\n", f"\nname: {package}\n"))
+            copy = renamed(spec, package, specs)
             run = specc("build", str(copy), "-o", str(out), *sets(pairs))
             assert run.code == 0, run.stderr
             plan = specc("plan", str(copy), "--format", "json", *sets(pairs))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cases import renamed
 from tests.support.cli import specc
 from tests.support.launcher import Launch, launch
 from tests.support.paths import REPO, SPECS
@@ -79,13 +80,7 @@ SEQUENCE_PARALLEL = ["gpt2", "bert_base", "llama3_8b"]
 def sequence_parallel(name: str, out: Path, package: str | None = None) -> tuple[str, Path]:
     """A copy of a zoo spec with `sequence: true` under `parallel:`, named <name>_sp."""
     package = package or f"{name}_sp"
-    text = (SPECS / f"{name}.yaml").read_text(encoding="utf-8")
-    assert f"\nname: {name}\n" in text and "\nparallel:\n" in text
-    text = text.replace(f"\nname: {name}\n", f"\nname: {package}\n", 1)
-    text = text.replace("\nparallel:\n", "\nparallel:\n  sequence: true\n", 1)
-    spec = out / f"{package}.yaml"
-    spec.write_text(text, encoding="utf-8")
-    return package, spec
+    return package, renamed(SPECS / f"{name}.yaml", package, out, parallel="sequence: true")
 
 
 def overrides(pairs: list[str]) -> list[str]:
