@@ -26,18 +26,10 @@ class OutputError(Exception):
     """The package cannot be written where it was asked to go; the message says why."""
 
 
-def check_sources(files: dict[str, str]) -> None:
-    """Compile every generated module before anything is written; a failure is a specc bug."""
-    for name, text in files.items():
-        if name.endswith(".py"):
-            compile(text, name, "exec", dont_inherit=True)
-
-
 def write_package(
     files: dict[str, str], out_dir: Path, package: str, marker: str, *, force: bool = False
 ) -> Path:
     """Write `files` as the package `out_dir/package`; return the package directory."""
-    check_sources(files)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output path {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)

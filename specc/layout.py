@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from specc.plan import (
     Assign,
@@ -44,34 +45,50 @@ _ONE_LINE = re.compile("[^\t\n\r\x0b\x0c]+")
 
 def expression(value: Expr) -> str:
     """`value` on one line."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, str):
-        # Double quotes, as ruff writes them; JSON's escapes are all valid in Python.
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Ref):
-        return value.name
-    if isinstance(value, Subscript):
-        return f"{value.value.name}[{expression(value.index)}]"
-    if isinstance(value, Call):
-        return f"{value.function}({', '.join(_arguments(value))})"
-    if isinstance(value, ListOf):
-        return "[" + ", ".join(expression(item) for item in value.items) + "]"
-    if isinstance(value, TupleOf):
-        items = [expression(item) for item in value.items]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if isinstance(value, DictOf):
-        return "{" + ", ".join(f"{expression(k)}: {expression(v)}" for k, v in value.items) + "}"
-    if isinstance(value, Repeated):
-        return f"[{expression(value.item)}] * {value.times}"
-    if isinstance(value, Sum):
-        return " + ".join(expression(term) for term in value.terms)
-    if isinstance(value, Comprehension):
-        element, clause = _comprehension_parts(value)
-        return f"[{element} {clause}]"
-    raise TypeError(f"cannot write {type(value).__name__} as Python")
+    # One writer per type, found by the exact type: a package of ten thousand layers
+    # writes a few hundred thousand values (issue 17).
+    writer = _WRITERS.get(type(value))
+    if writer is None:  # a subclass (an enum of str or int): its nearest base's writer
+        found = (_WRITERS.get(base) for base in type(value).__mro__)
+        writer = next((w for w in found if w is not None), None)
+        if writer is None:
+            raise TypeError(f"cannot write {type(value).__name__} as Python")
+    return writer(value)
+
+
+def _call(value: Call) -> str:
+    return f"{value.function}({', '.join(_arguments(value))})"
+
+
+def _tuple(value: TupleOf) -> str:
+    items = [expression(item) for item in value.items]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _comprehension(value: Comprehension) -> str:
+    element, clause = _comprehension_parts(value)
+    return f"[{element} {clause}]"
+
+
+_WRITERS: dict[type, Callable[[Any], str]] = {
+    bool: repr,
+    type(None): repr,
+    int: repr,
+    float: repr,
+    # Double quotes, as ruff writes them; JSON's escapes are all valid in Python.
+    str: json.dumps,
+    Ref: lambda value: value.name,
+    Subscript: lambda value: f"{value.value.name}[{expression(value.index)}]",
+    Call: _call,
+    ListOf: lambda value: "[" + ", ".join(expression(item) for item in value.items) + "]",
+    TupleOf: _tuple,
+    DictOf: lambda value: (
+        "{" + ", ".join(f"{expression(k)}: {expression(v)}" for k, v in value.items) + "}"
+    ),
+    Repeated: lambda value: f"[{expression(value.item)}] * {value.times}",
+    Sum: lambda value: " + ".join(expression(term) for term in value.terms),
+    Comprehension: _comprehension,
+}
 
 
 def statement(assignment: Assign | None, indent: int = 0) -> str:

@@ -47,9 +47,15 @@ def _class_template(name: str) -> str | None:
     return None if template is None else template.source
 
 
+@functools.lru_cache(maxsize=4096)
+def _layout_text(value: Layout) -> str:
+    """A layout as comments show it; a model has few distinct ones, written once per layer."""
+    return Layout.text(value, ", ")
+
+
 FILTERS = {
     **layout.FILTERS,
-    "layout": lambda value: Layout.text(value, ", "),
+    "layout": _layout_text,
     "thousands": lambda number: f"{number:,}",
 }
 

@@ -9,6 +9,7 @@ require the same data, spans, refused paths and diagnostics.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,6 +180,20 @@ ALIKE = {
 def test_inputs_the_loaders_read_alike_stay_with_libyaml(text: str) -> None:
     assert libyaml_reads(text)
     assert_same_document(text)
+
+
+def test_the_ascii_scan_agrees_with_the_general_one() -> None:
+    """ASCII text is checked one feature at a time (issue 17): the verdict must not change."""
+    alphabet = "ab1 :-#|>+%?!.{}[]YAML\n\r\t\x07\x0b\x7f"
+    rng = random.Random(17)
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) + "\n"
+        for _ in range(20_000)
+    ]
+    texts += ["%YAML 1.1\n", "%YAML 1.1#\n", "a: |-#x\n", "a: >+2#\n", "x%y\n", " %TAG\n"]
+    for text in texts:
+        general = loaders._PURE_ONLY.search(text) is None
+        assert loaders.libyaml_reads_alike(text) == general, repr(text)
 
 
 def test_libyaml_stops_before_the_walker_would() -> None:

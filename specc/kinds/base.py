@@ -137,6 +137,10 @@ class LayerModel(StrictModel):
         """The layers inside this one (a residual's or a repeat's body)."""
         return ()
 
+    def listed_stages(self) -> Sequence[int] | None:
+        """The stage of each repetition, where the spec lists them (a repeat's `stages`)."""
+        return None
+
     def sees_later_positions(self) -> bool:
         """Whether an output position depends on later input positions.
 

@@ -46,6 +46,9 @@ class Repeat(LayerModel):
     def sublayers(self) -> Sequence[LayerModel]:
         return self.layers
 
+    def listed_stages(self) -> Sequence[int] | None:
+        return self.stages
+
 
 def lower(ctx: Context, layer: Repeat, x: Running) -> Running:
     if not ctx.top:

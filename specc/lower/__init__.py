@@ -44,6 +44,6 @@ def lower(spec: Spec, document: Document, diagnostics: Diagnostics) -> Plan | No
     inputs = Inputs(spec, grid, constants, report)
     walk = Walk(spec, grid, constants, inputs, report)
     output = walk.run()
-    stages = assign_stages(spec, walk.units, report)
+    stages = assign_stages(spec, walk.units, walk.layers, report)
     plan = assemble(walk, output, stages)
     return plan if diagnostics.error_count == errors_before else None

@@ -136,7 +136,8 @@ def _place(walk: Walk, stages: Stages, grid: Grid, kept: set[str]) -> list[Step]
     its own stage.
     """
     steps = walk.model.steps
-    placed: list[Step] = []
+    result: list[Step] = []
+    placements = [stage_placement(grid, stage) for stage in range(grid.pipeline)]
     current = 0
     for unit, unit_stages in zip(walk.units, stages, strict=True):
         own = list(steps[unit.start : unit.end])
@@ -145,26 +146,23 @@ def _place(walk: Walk, stages: Stages, grid: Grid, kept: set[str]) -> list[Step]
         if stage != current and not unit.repetitions and first is not None:
             # A unit starts with a layer, a relayout or a residual, each reading the stream.
             assert not isinstance(first, ResidualEnd), first
-            placed.append(
+            result.append(
                 StageMove(stage, first.reads, HIDDEN, Subscript(Ref(STAGES), stage), unit.entry)
             )
             own[0] = replace(first, reads=HIDDEN)
         for step in own:
             if isinstance(step, LayerStep):
-                placed.append(_place_layer(step, stage, grid))
+                module = placed(step.module, placements[stage])
+                result.append(replace(step, module=module, stage=stage))
             elif isinstance(step, RepeatStep):
                 repetitions = unit_stages if unit.repetitions else (stage,) * step.times
-                placed.append(_place_repeat(step, repetitions, grid))
+                result.append(_place_repeat(step, repetitions, grid))
             else:
-                placed.append(step)
+                result.append(step)
         if unit.name in kept:
-            placed.append(Keep(unit.name, HIDDEN))
+            result.append(Keep(unit.name, HIDDEN))
         current = unit_stages[-1]
-    return placed
-
-
-def _place_layer(step: LayerStep, stage: int, grid: Grid) -> LayerStep:
-    return replace(step, module=placed(step.module, stage_placement(grid, stage)), stage=stage)
+    return result
 
 
 def _place_repeat(step: RepeatStep, stages: tuple[int, ...], grid: Grid) -> RepeatStep:

@@ -25,7 +25,7 @@ class Reporter:
 
     def where(self, path: YamlPath) -> str:
         """`spec.yaml:12`, for the comments of generated code and the plan."""
-        return f"{self.spec_file}:{self.span(path).line}"
+        return f"{self.spec_file}:{self.document.line(path)}"
 
     def error(
         self,

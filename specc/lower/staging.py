@@ -18,19 +18,21 @@ from specc.diagnostics import Clause, Help, Values
 from specc.kinds.costs import in_flight
 from specc.lower.reporter import Reporter
 from specc.lower.walk import Unit
-from specc.spec import Spec, walk_layers
+from specc.spec import LayerRef, Spec
 
 Stages = list[tuple[int, ...]]  # per top-level layer, the stage of each of its units
 
 
-def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages:
+def assign_stages(
+    spec: Spec, units: Sequence[Unit], layers: Sequence[LayerRef], report: Reporter
+) -> Stages:
     """The pipeline stage of every top-level layer (one per repetition for a repeat).
 
     Never drops or repeats a layer: every unit gets exactly one stage.
     """
     pipeline = spec.parallel.pipeline
     counts = [unit.repetitions or 1 for unit in units]
-    for ref in walk_layers(spec):
+    for ref in layers:
         if len(ref.path) > 2 and ref.layer.stage is not None:  # inside a residual or repeat
             report.error(
                 "E313",
@@ -71,7 +73,7 @@ def assign_stages(spec: Spec, units: Sequence[Unit], report: Reporter) -> Stages
         )
         return [(0,) * c for c in counts]
     explicit = any(
-        layer.stage is not None or getattr(layer, "stages", None) is not None
+        layer.stage is not None or layer.listed_stages() is not None
         for index, layer in enumerate(spec.layers)
         if index not in heads
     )
@@ -160,7 +162,7 @@ def _explicit_stages(
             result.append((0,))  # set to its table's stage by the caller
             continue
         where: tuple[str | int, ...] = path
-        written = getattr(layer, "stages", None)
+        written = layer.listed_stages()
         if written is not None:
             where = (*path, "stages")
             given = list(written)

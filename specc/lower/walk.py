@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from specc import kinds, names
 from specc.diagnostics import Clause, Help
@@ -46,19 +47,18 @@ HIDDEN = names.HIDDEN
 def placed(call: Call, placement: Expr) -> Call:
     """`call` with `placement=` for itself and each call among its arguments that takes one
     (a layer's rotary embedding lives where the layer does)."""
-
-    def place(value: Expr) -> Expr:
-        return placed(value, placement) if isinstance(value, Call) else value
-
-    call = Call(
-        call.function,
-        tuple(place(a) for a in call.args),
-        tuple((key, place(value)) for key, value in call.kwargs),
-    )
+    args, kwargs = call.args, call.kwargs
+    # Most calls have no call among their arguments: they are not rebuilt (issue 17).
+    if any(isinstance(value, Call) for value in args):
+        args = tuple(placed(v, placement) if isinstance(v, Call) else v for v in args)
+    if any(isinstance(value, Call) for _, value in kwargs):
+        kwargs = tuple((k, placed(v, placement) if isinstance(v, Call) else v) for k, v in kwargs)
     template = kinds.CLASSES.get(call.function)
     if template is not None and template.placement:
-        call = call.with_kwarg("placement", placement)
-    return call
+        kwargs = (*kwargs, ("placement", placement))
+    if args is call.args and kwargs is call.kwargs:
+        return call
+    return Call(call.function, args, kwargs)
 
 
 @dataclass
@@ -98,14 +98,15 @@ class Unit:
     end: int = 0
     repetitions: int = 0  # a repeat's `times`; 0 for any other layer
     weight: int = 0  # parameters (of one repetition)
-    flops: int = 0  # forward, on one rank, of one repetition (its kinds' `cost`)
-    activations: int = 0  # elements (and fp32 bytes) kept for backward, one repetition
+    # Forward FLOPs on one rank and fp32 bytes kept for backward, of one repetition (its
+    # kinds' `cost`): weighed only where there are stages to balance (pipeline > 1).
+    flops: int = 0
+    activations: int = 0
     tied_to: str | None = None  # the layer whose weights, and so stage, it uses
     input_reads: list[InputRead] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Frame:
+class _Frame(NamedTuple):
     path: YamlPath
     name: str
     kind: str
@@ -119,7 +120,8 @@ class Walk:
     ) -> None:
         self.spec, self.grid, self.constants = spec, grid, constants
         self.inputs, self.report = inputs, report
-        self.layer_names = {ref.path: ref.name for ref in walk_layers(spec)}
+        self.layers = walk_layers(spec)  # every layer, nested ones too
+        self.layer_names = {ref.path: ref.name for ref in self.layers}
         self.model = Scope(top=True, reads=spec.inputs[0].name)
         self.scope = self.model
         self.body_classes: list[ModuleClass] = []
@@ -173,7 +175,9 @@ class Walk:
         """`x` as it rests between layers: under sequence parallelism, a whole [batch,
         seq, hidden] activation (a patch embedding's, a float input) is sliced over the
         sequence, so that residual branches meet in one layout."""
-        if self.grid.streams(x) and not self._sequence_divides(x, where):
+        if not self.grid.streams(x):
+            return x
+        if not self._sequence_divides(x, where):
             return x
         return self._relayout(
             relayout.split_sequence(
@@ -207,9 +211,10 @@ class Walk:
         )
         self.scope.add(step)
         rule = kinds.BY_NAME[kind].cost
-        # Weighed for the stages of a plan; a spec with errors gets none, and its shapes
-        # may be degenerate (a head size of 0).
-        if rule is not None and not self.report.diagnostics.error_count:
+        # Weighed for balancing a plan's stages: not needed with one stage, and a spec
+        # with errors gets none, as its shapes may be degenerate (a head size of 0).
+        weighed = self.grid.pipeline > 1 and not self.report.diagnostics.error_count
+        if rule is not None and weighed:
             cost = layer_cost(rule, step, self.grid.axes, self.grid.tensor)
             self.flops += cost.flops
             self.activations += cost.saved * 4 + cost.fixed

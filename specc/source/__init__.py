@@ -67,6 +67,13 @@ class Document:
                 return self.value_spans[path[:cut]]
         return Span.whole_file(self.file)
 
+    def line(self, path: YamlPath) -> int:
+        """The line of `path` (or of its nearest ancestor in the file), from 1."""
+        spans = self.value_spans
+        if isinstance(spans, Spans) and path in spans:
+            return spans.line(path)  # without a `Span`: a plan asks for every layer's line
+        return self.span(path).line
+
 
 def read_text(path: str, diagnostics: Diagnostics) -> str | None:
     """Read the spec file at `path` as text; on failure report why and return None."""

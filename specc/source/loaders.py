@@ -41,18 +41,34 @@ _resolve: Callable[[Any, type, str | None, tuple[bool, bool]], str] = yaml.resol
 #    string holding one costs the pure loader's time, never a different answer;
 #  * a block scalar header followed directly by `#`;
 #  * a directive other than a plain `%YAML 1.x` line (`%YAML 1.1#`).
+_BLOCK_HEADER_COMMENT = "[|>][-+0-9]*#"
+_DIRECTIVE = "(?<![^\n\r\x85\u2028\u2029\ufeff])%(?!YAML 1\\.[0-9]+ *[\n\r\x85\u2028\u2029])"
 _PURE_ONLY = re.compile(
     "[^\n\r\x85\u2028\u2029 -~\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-    "|[?!]"
-    "|[|>][-+0-9]*#"
-    "|(?<![^\n\r\x85\u2028\u2029\ufeff])%(?!YAML 1\\.[0-9]+ *[\n\r\x85\u2028\u2029])"
+    f"|[?!]|{_BLOCK_HEADER_COMMENT}|{_DIRECTIVE}"
 )
+# The same for ASCII text, one feature at a time: each scan runs at C speed, where the
+# alternation above tries every branch at every character (26 ms on a 550 KB spec,
+# against 1.5).
+_ASCII_FORBIDDEN = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_SOMETIMES = (("#", re.compile(_BLOCK_HEADER_COMMENT)), ("%", re.compile(_DIRECTIVE)))
 
 
 def libyaml_reads_alike(text: str) -> bool:
     """Whether libyaml may compose `text`: it has none of the features the loaders read apart."""
+    if not text.endswith("\n"):
+        return False
+    if text.isascii():
+        return (
+            _ASCII_FORBIDDEN.search(text) is None
+            and "?" not in text
+            and "!" not in text
+            and all(
+                mark not in text or found.search(text) is None for mark, found in _ASCII_SOMETIMES
+            )
+        )
     start = 1 if text.startswith("\ufeff") else 0
-    return text.endswith("\n") and _PURE_ONLY.search(text, start) is None
+    return _PURE_ONLY.search(text, start) is None
 
 
 class Unsure(Exception):

@@ -55,6 +55,10 @@ class Spans(Mapping[YamlPath, Span]):
     def __getitem__(self, path: YamlPath) -> Span:
         return _span(self._file, self._marks[path])
 
+    def line(self, path: YamlPath) -> int:
+        """The line `path` starts on, from 1, without building its span."""
+        return self._marks[path][0] + 1
+
     def __contains__(self, path: object) -> bool:
         return path in self._marks
 
@@ -132,10 +136,15 @@ class Walker:
         first_seen: dict[str, Marks] = {}
         keys, convert = self.keys, self.convert
         previous: tuple[str, yaml.Node] | None = None
+        flow = node.flow_style  # a decimal comma splits a key only in `{...}`
         for key_node, value_node in node.value:
             start, end = key_node.start_mark, key_node.end_mark
             key_marks = (start.line, start.column, end.line, end.column)
-            if previous is not None and self._decimal_comma(path, previous, key_node, value_node):
+            if (
+                flow
+                and previous is not None
+                and self._decimal_comma(path, previous, key_node, value_node)
+            ):
                 continue
             if not isinstance(key_node, ScalarNode):
                 self._error("E108", "a mapping key must be a plain string", key_marks)

@@ -58,7 +58,11 @@ def resolve(
         data = {**data, "sizes": shown}
     unresolved: set[YamlPath] = set()
     context = _Context(sizes, unsound, written is not None, document, diagnostics, unresolved)
-    resolved = _walk(data, (), context)
+    # A reference is a string that starts with `${`: one the text does not hold, nor can
+    # spell with a backslash escape, cannot occur, and a long spec skips the walk.
+    text = document.text
+    referable = "${" in text or "\\" in text
+    resolved = _walk(data, (), context) if referable else data
     _report_unknown(context)
     refused = document.refused | unresolved
     values = {name: sizes[name] for name in overridden}
