@@ -7,13 +7,17 @@ times, alternating the variants within one process so that drift on a busy machi
 hits them alike, and reporting medians:
 
   compose  `yaml.compose` with libyaml's CSafeLoader: the floor for any YAML reader
+  paused   the same with Python's cyclic collector paused, as specc pauses it: on a
+           long file the collector's passes over the growing node graph cost compose
+           more than composing, so `build / paused` is the ratio of the work itself
   parse    `specc.source.parse_spec_text`: YAML text to data plus every node's span
   check    `specc.api.check`: read, validate and lower
   build    `specc.api.build`: check, render and write the package
 
 then the peak memory of each (tracemalloc, one separate run, as tracing slows the
-code down), the ratio build / compose, and time and memory per layer, which stay flat
-where both grow linearly. The cold start of `specc validate` is benchmarks/cold_start.py's.
+code down), the ratios build / compose and build / paused (medians of the ratios
+within each round), and time and memory per layer, which stay flat where both grow
+linearly. The cold start of `specc validate` is benchmarks/cold_start.py's.
 
     make bench-compile             # or: .venv/bin/python benchmarks/compile_speed.py
     .venv/bin/python benchmarks/compile_speed.py --sizes 10 100 --repeat 3
@@ -88,10 +92,16 @@ def variants(path: Path, out: Path) -> dict[str, Callable[[], object]]:
 
     return {
         "compose": lambda: yaml.compose(text, Loader=yaml.CSafeLoader),
+        "paused": lambda: paused(lambda: yaml.compose(text, Loader=yaml.CSafeLoader)),
         "parse": parse,
         "check": check,
         "build": build,
     }
+
+
+def paused(run: Callable[[], object]) -> object:
+    with source.collector_paused():
+        return run()
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -131,6 +141,10 @@ def measure(sizes: list[int], repeat: int, workdir: Path) -> list[dict[str, obje
         row: dict[str, object] = {"layers": layers, "bytes": path.stat().st_size}
         for name in runs:
             row[name] = statistics.median(times[name])
+        # Ratios within a round, where the machine's drift hits both alike.
+        for reference in ("compose", "paused"):
+            rounds = zip(times["build"], times[reference], strict=True)
+            row[f"build/{reference}"] = statistics.median(b / r for b, r in rounds)
         for name, run in runs.items():
             row[f"{name}_peak"] = peak_bytes(run)
         rows.append(row)
@@ -156,17 +170,18 @@ def machine() -> str:
 
 
 def report(rows: list[dict[str, object]]) -> str:
-    names = ("compose", "parse", "check", "build")
+    names = ("compose", "paused", "parse", "check", "build")
     lines = [
         "| layers | bytes | "
         + " | ".join(f"{n} (s)" for n in names)
-        + " | build / compose | build per layer (µs) |",
-        "|---:|---:|" + "---:|" * len(names) + "---:|---:|",
+        + " | build / compose | build / paused | build per layer (µs) |",
+        "|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|",
     ]
     for row in rows:
         cells = [f"{row['layers']:,}", f"{row['bytes']:,}"]
         cells += [f"{row[n]:.4f}" for n in names]
-        cells.append(f"{row['build'] / row['compose']:.1f}x")  # type: ignore[operator]
+        cells.append(f"{row['build/compose']:.1f}x")
+        cells.append(f"{row['build/paused']:.1f}x")
         cells.append(f"{row['build'] / row['layers'] * 1e6:.0f}")  # type: ignore[operator]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
