@@ -43,8 +43,11 @@ _resolve: Callable[[Any, type, str | None, tuple[bool, bool]], str] = yaml.resol
 #  * a directive other than a plain `%YAML 1.x` line (`%YAML 1.1#`).
 _BLOCK_HEADER_COMMENT = "[|>][-+0-9]*#"
 _DIRECTIVE = "(?<![^\n\r\x85\u2028\u2029\ufeff])%(?!YAML 1\\.[0-9]+ *[\n\r\x85\u2028\u2029])"
+# The first class lists what YAML's printable characters (less the tab and the
+# byte-order mark) leave out, rather than negating them: the negated class, with its
+# ranges up to U+10FFFF, took `re` ten times as long to compile, 3 ms of every start.
 _PURE_ONLY = re.compile(
-    "[^\n\r\x85\u2028\u2029 -~\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    "[\x00-\t\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufeff\ufffe\uffff]"
     f"|[?!]|{_BLOCK_HEADER_COMMENT}|{_DIRECTIVE}"
 )
 # The same for ASCII text, one feature at a time: each scan runs at C speed, where the
