@@ -15,8 +15,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception:
+        import traceback  # only for a bug: `specc validate` starts without it (issue 17)
+
         traceback.print_exc()
         print(
             f"specc {__version__}: internal error (a bug in specc, not in your spec); "
@@ -262,6 +262,8 @@ def _plan_world(arguments: argparse.Namespace) -> int:
 
 def _replace_text(path: str, text: str) -> None:
     """Write `text` to `path` whole or not at all: a file beside it, renamed over it."""
+    import tempfile  # imported by its one use: `specc validate` starts without it (issue 17)
+
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".specc-", suffix=".yaml")
     try:

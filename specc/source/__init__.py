@@ -22,7 +22,6 @@ import yaml
 
 from specc.diagnostics import Diagnostics, Span
 from specc.source.loaders import compose
-from specc.source.slips import explain
 from specc.source.walk import MAX_DEPTH, MAX_NODES, Spans, TooBig, Walker, YamlPath
 
 __all__ = [
@@ -191,6 +190,10 @@ def _report_forbidden_character(
 def _report_syntax_error(
     exc: yaml.MarkedYAMLError, text: str, file: str, diagnostics: Diagnostics
 ) -> None:
+    # Imported for a syntax error only: a sound spec is read without it (issue 17: a
+    # cold start is mostly imports).
+    from specc.source.slips import explain
+
     slip = explain(exc, text, file)
     if slip is not None:
         diagnostics.error("E100", slip.message, slip.span, slip.help)
