@@ -17,14 +17,25 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from specc import __version__, api, codes, report, schema
+from specc import __version__, codes, report
 from specc.diagnostics import Diagnostic
+
+# The commands import `api` and `schema`, and with them pydantic, when they run: after
+# `main` has told pydantic to load no plugins.
+if TYPE_CHECKING:
+    from specc import api
 
 OK, DRIFT, INVALID, INTERNAL = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # pydantic plugins (packages that watch every model's validation: tracers, loggers)
+    # have no business in specc's own models, and finding them reads the entry points of
+    # every installed package, 5 ms of each start here (issue 17). A user's setting wins;
+    # the library (`specc.api`) leaves the variable alone.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = _parser()
     arguments = parser.parse_args(argv)
     try:
@@ -44,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from specc import schema
+
     parser = argparse.ArgumentParser(
         prog="specc",
         description="Compile a YAML model spec into a package of parallel OneFlow modules.",
@@ -146,6 +159,7 @@ def _diagnostic_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(arguments: argparse.Namespace) -> int:
+    from specc import api
     from specc.emit import OutputError  # not imported by the other commands
 
     try:
@@ -165,11 +179,14 @@ def _build(arguments: argparse.Namespace) -> int:
 
 
 def _validate(arguments: argparse.Namespace) -> int:
+    from specc import api
+
     results = [api.check(path, arguments.overrides) for path in arguments.specs]
     return _show(results, arguments)
 
 
 def _plan(arguments: argparse.Namespace) -> int:
+    from specc import api
     from specc.estimate import estimate
     from specc.estimate.text import report_text
 
@@ -299,6 +316,8 @@ def _bytes(text: str) -> int:
 
 
 def _schema(arguments: argparse.Namespace) -> int:
+    from specc import schema
+
     text = schema.schema_text()
     path = Path(arguments.path)
     if arguments.check:

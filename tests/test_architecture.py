@@ -8,6 +8,7 @@ Python text, and templates hold no arithmetic.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -114,3 +115,29 @@ def test_validate_imports_only_what_it_needs():
     assert {"specc.spec", "specc.lower"} <= validating
     planning = _modules_after("plan", str(REPO / "specs" / "gpt2.yaml"))
     assert "jinja2" not in planning
+
+
+def _plugins_setting(script: str, **env: str) -> str:
+    """What PYDANTIC_DISABLE_PLUGINS is after `script`, in a fresh interpreter."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    script += "\nimport os\nprint(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))"
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout.splitlines()[-1]
+
+
+def test_only_the_command_line_turns_pydantic_plugins_off():
+    """Finding pydantic's plugins reads every installed package's entry points (issue 17:
+    a cold start), so `specc.cli.main` turns them off before pydantic is imported, unless
+    the user said otherwise; the library leaves the setting to its caller."""
+    _plugins_setting("import sys, specc.cli\nassert 'pydantic' not in sys.modules")
+    assert _plugins_setting("import specc.api") == "None"
+    command = "from specc.cli import main\nmain(['codes'])"
+    assert _plugins_setting(command) == "__all__"
+    assert _plugins_setting(command, PYDANTIC_DISABLE_PLUGINS="logfire") == "logfire"
