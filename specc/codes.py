@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Code:
+    """A diagnostic code, what it means, and an example message."""
+
     name: str
     summary: str
     example: str

@@ -195,6 +195,8 @@ class Fix:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One problem found, where it is, and how to fix it (`help`, `fixes`)."""
+
     severity: Severity
     code: str
     message: str

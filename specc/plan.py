@@ -67,11 +67,15 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class ListOf:
+    """`[a, b, c]`."""
+
     items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class TupleOf:
+    """`(a, b, c)`."""
+
     items: tuple[Expr, ...]
 
 
@@ -161,12 +165,16 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class Stage:
+    """A pipeline stage: its index and the ranks that hold it."""
+
     index: int
     ranks: RankGrid
 
 
 @dataclass(frozen=True, slots=True)
 class Mesh:
+    """The device mesh: data x tensor x pipeline ranks, its SBP axes and its stages."""
+
     data: int
     tensor: int
     pipeline: int
@@ -203,6 +211,8 @@ class SbpConstant:
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    """A parameter of one layer, by its name inside the layer's module."""
+
     name: str  # dotted path inside its layer, e.g. "query.weight"
     layout: Layout
     valid_rows: int | None = None  # a padded vocabulary's rows; those after it are padding
@@ -222,6 +232,8 @@ class Parameter:
 
 @dataclass(frozen=True, slots=True)
 class InputTensor:
+    """A model input: its layout and SBP, and how `random_inputs()` samples it."""
+
     name: str
     dtype: str
     layout: Layout
@@ -350,6 +362,8 @@ class StageMove:
 
 @dataclass(frozen=True, slots=True)
 class ResidualBegin:
+    """A residual opens: the stream is kept in `variable` for the residual's end."""
+
     step: ClassVar[str] = "residual_begin"
     variable: str  # holds the residual's input
     reads: str
@@ -362,6 +376,8 @@ class ResidualBegin:
 
 @dataclass(frozen=True, slots=True)
 class ResidualEnd:
+    """A residual closes: the kept input is added to the stream in `writes`."""
+
     step: ClassVar[str] = "residual_end"
     variable: str
     writes: str
@@ -511,12 +527,16 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Loss:
+    """The training loss on the model's output, and the labels input it reads."""
+
     kind: str
     labels: InputTensor
 
 
 @dataclass(frozen=True, slots=True)
 class Launch:
+    """How the generated package is launched: the command and the machine counts."""
+
     single: str  # the command for one machine
     node_counts: tuple[int, ...]  # machine counts > 1 that keep every tensor group on one
 
@@ -646,6 +666,8 @@ class Recipe:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """The lowered spec: every name, number and call of the generated package."""
+
     package: str
     spec_file: str  # the spec's file name, as the header names it
     specc_version: str

@@ -68,6 +68,8 @@ _KEY_SYNONYM = {s: key for key, names in KEY_SYNONYMS.items() for s in names}
 
 @dataclass(frozen=True)
 class _Error:
+    """One of pydantic's errors, at its path in the document, with the model it lies in."""
+
     item: Any
     path: YamlPath
     model: type[BaseModel] | None

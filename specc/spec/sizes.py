@@ -103,6 +103,8 @@ def _assigned_value(key: Any, value: Any) -> Any:
 
 @dataclasses.dataclass
 class _Context:
+    """What resolving the `${...}` references of one document knows and has found."""
+
     sizes: dict[str, Any]
     unsound: set[str]  # sizes the schema reports: references to them stay quiet
     has_sizes: bool  # the spec writes `sizes:` (perhaps not as a mapping)
