@@ -35,7 +35,8 @@ def checkpoint_plan(
         path = ("checkpoint", "tensors", key)
         source = value if isinstance(value, TensorSource) else TensorSource(tensor=value)
         tensors = (source.tensor,) if isinstance(source.tensor, str) else tuple(source.tensor)
-        matched = [name for name in by_name if _matches(key, name)]
+        written = _written(key)
+        matched = [name for name in by_name if written.fullmatch(name)]
         if not matched:
             close = difflib.get_close_matches(key, patterns, n=1, cutoff=0.6)
             rule = "`*` stands for a repetition; `specc plan --json` lists the parameters"
@@ -91,9 +92,12 @@ def checkpoint_plan(
     return Checkpoint(spec.checkpoint.format, tuple(mappings), config)
 
 
-def _matches(pattern: str, name: str) -> bool:
-    regex = "\\d+".join(re.escape(part) for part in pattern.split("*"))
-    return re.fullmatch(regex, name) is not None
+def _written(key: str) -> re.Pattern[str]:
+    """The parameter names a mapping key covers: `*` stands for any repetition's index.
+
+    One pattern per key, matched against every parameter (compiling one per pair cost
+    GPT-2's validate 7-13 ms)."""
+    return re.compile("\\d+".join(re.escape(part) for part in key.split("*")))
 
 
 def _problem(
