@@ -10,13 +10,16 @@ into two stages still prints each rank's shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 
 import pytest
 
+from specc import api
 from specc.lower.staging import balance
+from specc.plan import Call, LayerStep
 from tests.support.cli import specc
 from tests.support.launcher import launch
 from tests.support.paths import CASES, REPO, SPECS
@@ -97,6 +100,18 @@ def test_every_layer_is_placed_exactly_once():
     assert names == ["wte", "wpe", "drop", *(f"h.{i}" for i in range(13)), "ln_f", "lm_head"]
     stages = [stage for name, stage in layer_stages(plan) if name != "lm_head"]
     assert stages == sorted(stages) and set(stages) == {0, 1, 2, 3}
+
+
+def test_placing_a_layer_keeps_every_field_but_its_module_and_stage():
+    """LayerStep.on_stage spells its fields out (for speed): a field added later must
+    not be dropped there."""
+    result = api.check(str(SPECS / "gpt2.yaml"))
+    assert result.plan is not None
+    steps = [s for c in result.plan.classes for s in c.steps if isinstance(s, LayerStep)]
+    module = Call("Moved")
+    for step in steps:
+        assert step.on_stage(3, module) == dataclasses.replace(step, module=module, stage=3)
+    assert len(steps) > 5
 
 
 def test_seven_equal_layers_on_two_stages_cut_unevenly():

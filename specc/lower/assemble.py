@@ -152,8 +152,7 @@ def _place(walk: Walk, stages: Stages, grid: Grid, kept: set[str]) -> list[Step]
             own[0] = replace(first, reads=HIDDEN)
         for step in own:
             if isinstance(step, LayerStep):
-                module = placed(step.module, placements[stage])
-                result.append(replace(step, module=module, stage=stage))
+                result.append(step.on_stage(stage, placed(step.module, placements[stage])))
             elif isinstance(step, RepeatStep):
                 repetitions = unit_stages if unit.repetitions else (stage,) * step.times
                 result.append(_place_repeat(step, repetitions, grid))
