@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -54,6 +54,16 @@ assert not any(name.endswith("Layer") for name in CLASSES), "Layer names repeat 
 def of(layer: LayerModel) -> Kind:
     """The kind of a validated layer."""
     return BY_MODEL[type(layer)]
+
+
+def fitting(keys: Iterable[str]) -> list[str]:
+    """The kinds that have every one of `keys` among their settings (`name`, `stage` and
+    `kind` aside), in the order help texts list kinds: what a layer whose `kind` was
+    forgotten may be. None when the keys say nothing of the kind."""
+    own = set(keys) - set(LayerModel.model_fields) - {"kind"}
+    if not own:
+        return []
+    return [kind.name for kind in KINDS if own <= set(kind.model.model_fields)]
 
 
 def activation_reference(name: str) -> Callable[[Any, Any], Any]:

@@ -421,12 +421,20 @@ def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics
         named = [k for k in keys if k.strip().lower() in LAYER_KINDS]
         hint = f"write `kind: {named[0].strip().lower()}` " if named else ""
         hint += "with the layer's settings beside it; " if named else ""
-        out.error(
-            "E201",
-            f"{where} is missing `kind`",
-            document.span(path),
-            f"{hint}valid kinds: {tags}",
-        )
+        missing: str | Help = f"{hint}valid kinds: {tags}"
+        fits = [] if named else kinds.fitting(keys)
+        if 0 < len(fits) <= _KINDS_OFFERED:
+            offered = Values(
+                (*path, "kind"),
+                tuple(fits),
+                separator=" or ",
+                labels=tuple(f"`kind: {kind}`" for kind in fits),
+            )
+            missing = Help.of(
+                Clause(f"from its keys: add {{}}; valid kinds: {tags}", offered),
+                otherwise=f"valid kinds: {tags}",
+            )
+        out.error("E201", f"{where} is missing `kind`", document.span(path), missing)
     else:
         raw = given.get("kind") if isinstance(given, dict) else None
         shown = names.shown(raw) if isinstance(raw, str) else _show(raw)
@@ -445,6 +453,11 @@ def _report_kind(item: Any, path: YamlPath, document: Document, out: Diagnostics
             document.span((*path, "kind")),
             help_,
         )
+
+
+# A forgotten `kind` is suggested from the layer's keys when they fit this many kinds
+# at most; keys that many kinds have (`hidden`) say too little.
+_KINDS_OFFERED = 3
 
 
 def _closest(text: str, choices: Sequence[str]) -> str | None:
