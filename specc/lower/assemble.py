@@ -104,10 +104,10 @@ def assemble(walk: Walk, output: Running, stages: Stages) -> Plan:
 def _returned_units(walk: Walk) -> list[Unit]:
     """The top-level layers whose outputs the model returns: the spec's `outputs`, else
     the last layer. Names that are no top-level layer are reported."""
-    units = {unit.name: unit for unit in walk.units}
     named = walk.spec.outputs
     if named is None:
         return [walk.units[-1]]
+    units = {unit.name: unit for unit in walk.units}
     returned: list[Unit] = []
     for index, name in enumerate(named):
         if name not in units:

@@ -69,9 +69,9 @@ class Document:
     def line(self, path: YamlPath) -> int:
         """The line of `path` (or of its nearest ancestor in the file), from 1."""
         spans = self.value_spans
-        if isinstance(spans, Spans) and path in spans:
-            return spans.line(path)  # without a `Span`: a plan asks for every layer's line
-        return self.span(path).line
+        # Without a `Span` where it can: a plan asks for every layer's line.
+        line = spans.line(path) if isinstance(spans, Spans) else None
+        return self.span(path).line if line is None else line
 
 
 def read_text(path: str, diagnostics: Diagnostics) -> str | None:

@@ -55,9 +55,11 @@ class Spans(Mapping[YamlPath, Span]):
     def __getitem__(self, path: YamlPath) -> Span:
         return _span(self._file, self._marks[path])
 
-    def line(self, path: YamlPath) -> int:
-        """The line `path` starts on, from 1, without building its span."""
-        return self._marks[path][0] + 1
+    def line(self, path: YamlPath) -> int | None:
+        """The line `path` starts on, from 1, without building its span; None if the
+        file has no such path."""
+        marks = self._marks.get(path)
+        return None if marks is None else marks[0] + 1
 
     def __contains__(self, path: object) -> bool:
         return path in self._marks

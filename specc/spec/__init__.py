@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -196,13 +196,14 @@ def _spans(document: Document, path: YamlPath) -> list[Span]:
     return spans + ([document.key_spans[path]] if path in document.key_spans else [])
 
 
-@dataclass(frozen=True)
-class LayerRef:
+class LayerRef(NamedTuple):
     """A layer anywhere in the spec, with the attribute name generated code gives it.
 
     `scope` is the path of the layer list whose module class holds the attribute: the
     top level, or a `repeat` body. Residual bodies are inlined into their enclosing
     scope, so their layers' default names carry the residual's name as a prefix.
+    (A named tuple: every layer gets one, twice per check, and a tuple is built in a
+    third of a frozen dataclass's time.)
     """
 
     path: YamlPath
