@@ -55,9 +55,6 @@ class Call:
     args: tuple[Expr, ...] = ()
     kwargs: tuple[tuple[str, Expr], ...] = ()
 
-    def with_kwarg(self, key: str, value: Expr) -> Call:
-        return dataclasses.replace(self, kwargs=(*self.kwargs, (key, value)))
-
     def functions(self) -> list[str]:
         """What it calls: its own function, then those of the calls among its arguments."""
         nested = [*self.args, *(value for _, value in self.kwargs)]

@@ -175,9 +175,7 @@ class Walk:
         """`x` as it rests between layers: under sequence parallelism, a whole [batch,
         seq, hidden] activation (a patch embedding's, a float input) is sliced over the
         sequence, so that residual branches meet in one layout."""
-        if not self.grid.streams(x):
-            return x
-        if not self._sequence_divides(x, where):
+        if not self.grid.streams(x) or not self._sequence_divides(x, where):
             return x
         return self._relayout(
             relayout.split_sequence(
