@@ -6,15 +6,19 @@ writing the sizes into the spec's text (`fixes.value_edits`, the way a suggestio
 written) and checking the result as `specc validate` would: the spec's own rules say
 which are possible, and a rejected option says why (its first error). Tensor groups
 must stay inside a node. Each possible option is estimated (`specc.estimate`) and
-ranked: those that fit the device memory first, then by the communication a step
-exposes, then by the pipeline's bubble.
+ranked: those that fit the device memory first, then by their estimated step time,
+then by the pipeline's bubble.
 
-Exposed communication is time on the critical path of a step, from nominal figures per
-device (`INTRA_NODE`, `INTER_NODE` bandwidths, `DEVICE_FLOPS`), on the busiest stage:
-the tensor-parallel collectives (inside a node) and the pipeline's sends, which
-compute waits for, and of the data-parallel reduction of the gradients what outlasts
-the backward pass it overlaps with (twice the forward's flops). Options whose exposed
-communication differs by less than 0.1 ms are ranked by the bubble.
+The step time is a first-order model from nominal figures per device (`INTRA_NODE`,
+`INTER_NODE` bandwidths, `DEVICE_FLOPS`): the slowest stage's compute for one
+micro-batch (forward and backward, three times the forward's flops) paced over the
+m + p - 1 slots of a 1F1B schedule, plus the communication the busiest stage exposes.
+That is the tensor-parallel collectives (inside a node) and the pipeline's sends,
+which compute waits for, and of the data-parallel reduction of the gradients what
+outlasts the backward pass it overlaps with (twice the forward's flops). Options
+whose step times differ by less than 0.1 ms are ranked by the bubble. The model knows
+nothing of kernel efficiency (a micro-batch of 1 computes as fast per sample as one of
+64 here), so it ranks layouts; it does not predict a cluster's throughput.
 
 `--apply` writes the first option's sizes into the spec; only the values that change
 are replaced, so comments, order and quoting stay as they were.
@@ -60,6 +64,7 @@ class Option:
     report: Report | None = None
     reason: str | None = None  # why it is rejected
     exposed: float = 0.0  # seconds of communication a step exposes
+    step: float = 0.0  # seconds a step takes, exposed communication included
     edits: tuple[Edit, ...] = ()
 
     @property
@@ -120,6 +125,7 @@ class Planned:
                 "peak_rank_bytes": option.report.peak.total,
                 "fits": option.fits,
                 "exposed_seconds": option.exposed,
+                "step_seconds": option.step,
                 "bubble": option.bubble,
             }
 
@@ -186,7 +192,7 @@ def plan_world(
 
 
 def _rank(option: Option) -> tuple[bool, int, float, int]:
-    return (not option.fits, round(option.exposed * 1e4), option.bubble, -option.micro_batch)
+    return (not option.fits, round(option.step * 1e4), option.bubble, -option.micro_batch)
 
 
 def _meshes(world: int) -> list[tuple[int, int, int]]:
@@ -279,14 +285,15 @@ def _applied(text: str, edits: Sequence[Edit], overrides: Sequence[str]) -> tupl
 
 
 def _timed(option: Option, gpus_per_node: int) -> Option:
-    """The seconds of communication the busiest stage exposes per step."""
+    """The seconds of communication the busiest stage exposes per step, and the step."""
     report = option.report
     assert report is not None
     block = option.data * option.tensor  # the ranks of one stage, consecutive
     data_link = INTRA_NODE if block <= gpus_per_node else INTER_NODE
     pipe_link = INTRA_NODE if block * option.pipeline <= gpus_per_node else INTER_NODE
-    exposed = 0.0
+    exposed = slowest = 0.0
     for stage in report.stages:
+        slowest = max(slowest, 3 * stage.flops / DEVICE_FLOPS)
         backward = 2 * stage.flops * report.micro_batches / DEVICE_FLOPS
         reduction = report.traffic(stage.index, "data") / data_link
         exposed = max(
@@ -295,7 +302,8 @@ def _timed(option: Option, gpus_per_node: int) -> Option:
             + report.traffic(stage.index, "pipeline") / pipe_link
             + max(0.0, reduction - backward),
         )
-    return _with(option, exposed=exposed)
+    slots = report.micro_batches + option.pipeline - 1  # of a 1F1B schedule
+    return _with(option, exposed=exposed, step=slowest * slots + exposed)
 
 
 def apply(path: str, text: str, option: Option) -> str:
@@ -319,10 +327,11 @@ def planned_text(planned: Planned, top: int = 10) -> str:
     lines = [
         f"planner: {planned.world} devices, {planned.gpus_per_node} per node, {memory} "
         f"each; global batch {planned.global_batch}",
-        f"{len(planned.ranked)} options of {len(best)} meshes ranked (fits first, then least "
-        "exposed communication per step, then pipeline bubble); each mesh's best split, "
-        f"the first {min(top, len(best))}:",
-        "     data tensor pipeline  micro-batch x steps   peak memory  fits  exposed comm  bubble",
+        f"{len(planned.ranked)} options of {len(best)} meshes ranked (fits first, then "
+        "estimated step time, then pipeline bubble); each mesh's best split, the first "
+        f"{min(top, len(best))}:",
+        "     data tensor pipeline  micro-batch x steps   peak memory  fits       step"
+        "  exposed comm  bubble",
     ]
     for number, option in enumerate(best[:top], 1):
         report = option.report
@@ -332,7 +341,7 @@ def planned_text(planned: Planned, top: int = 10) -> str:
         lines.append(
             f"  {number:>2} {option.data:>5} {option.tensor:>6} {option.pipeline:>8}  "
             f"{option.micro_batch:>11} x {option.accumulation:<5}  {peak:>11}  {fits:<4}  "
-            f"{option.exposed * 1e3:>9.1f} ms  {option.bubble:>6.1%}"
+            f"{option.step * 1e3:>6.1f} ms  {option.exposed * 1e3:>9.1f} ms  {option.bubble:>6.1%}"
         )
     if planned.rejected:
         lines.append(f"{len(planned.rejected)} rejected:")

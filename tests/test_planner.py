@@ -70,6 +70,35 @@ def test_gpt2_small_on_64_devices():
     assert reasons[(4, 16, 1)] == "a tensor group of 16 does not fit in a node of 8"
 
 
+def test_the_step_time_paces_the_slowest_stage_over_a_1f1b_schedule():
+    planned = plan("gpt2", 16, 64)
+    for option in planned.ranked:
+        assert option.report is not None
+        slowest = max(3 * stage.flops for stage in option.report.stages) / planner.DEVICE_FLOPS
+        slots = option.accumulation + option.pipeline - 1
+        assert option.step == pytest.approx(slowest * slots + option.exposed)
+    # Data 16 spans two nodes of 8: its gradient reduction crosses the slower link and
+    # outlasts the backward pass. Two stages of data 8 keep it inside a node and win,
+    # bubble and all.
+    best = {(o.data, o.tensor, o.pipeline): o for o in planned.best_per_mesh}
+    flat, staged = best[16, 1, 1], best[8, 1, 2]
+    assert flat.bubble == 0 < staged.bubble
+    assert flat.exposed > staged.exposed
+    assert planned.ranked.index(staged) < planned.ranked.index(flat)
+
+
+def test_data_parallel_step_time_is_the_known_flops_formula():
+    """6 x parameters x tokens, plus 12 x layers x seq x hidden x tokens for attention
+    (Kaplan et al.; Megatron's MFU), over the devices: an estimate from the layers'
+    own cost formulas must land on it."""
+    planned = plan("gpt2", 64, 512)
+    best = planned.best_per_mesh[0]
+    assert (best.data, best.tensor, best.pipeline) == (64, 1, 1)
+    parameters, tokens, layers, seq, hidden = 124_439_808, 512 * 1024, 12, 1024, 768
+    flops = 6 * parameters * tokens + 12 * layers * seq * hidden * tokens
+    assert best.step == pytest.approx(flops / (64 * planner.DEVICE_FLOPS), rel=0.05)
+
+
 def test_what_does_not_fit_comes_last():
     planned = plan("gpt2", 8, 64, memory=3 * GIB)
     fits = [option.fits for option in planned.ranked]
