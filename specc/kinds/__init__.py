@@ -59,7 +59,7 @@ def of(layer: LayerModel) -> Kind:
 def fitting(keys: Iterable[str]) -> list[str]:
     """The kinds that have every one of `keys` among their settings (`name`, `stage` and
     `kind` aside), in the order help texts list kinds: what a layer whose `kind` was
-    forgotten may be. None when the keys say nothing of the kind."""
+    forgotten may be. Empty when the keys say nothing of the kind."""
     own = set(keys) - set(LayerModel.model_fields) - {"kind"}
     if not own:
         return []
