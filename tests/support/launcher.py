@@ -12,11 +12,21 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 # Lines OneFlow prints on every CPU-only start; they would drown real failures.
 _NOISE = ("libibverbs", "CUDA driver version", "OMP_NUM_THREADS", "*****", "rpc_client.cpp")
+
+# Aborts of OneFlow 0.9 itself that strike at random, rarely, and never in what a test
+# checks; a launch that dies of one is run once more, in full, with a warning.
+UPSTREAM_ABORTS = (
+    # Tearing down an nn.Graph whose stages pass tensors between processes: a
+    # CopyCommNetActor is deleted while a read of its is still queued. The program has
+    # printed its results by then. Seen once, in the 19th CI run (test_pipeline, 2 ranks).
+    "comm_network.cpp:33] Check failed: actor_read_ctx->waiting_list.empty()",
+)
 
 
 @dataclass
@@ -34,6 +44,12 @@ class Launch:
             found.append(record)
             start = self.stdout.find('{"rank"', end)
         return found
+
+    def upstream_abort(self) -> str | None:
+        """The known OneFlow abort this launch failed of, if it failed of one."""
+        if self.returncode == 0:
+            return None
+        return next((abort for abort in UPSTREAM_ABORTS if abort in self.stderr), None)
 
     def explain(self) -> str:
         return (
@@ -65,7 +81,22 @@ def launch(
     cwd: Path,
     timeout: float = 300,
 ) -> Launch:
-    """`python -m oneflow.distributed.launch --nproc_per_node nproc <program>` on loopback."""
+    """`python -m oneflow.distributed.launch --nproc_per_node nproc <program>` on loopback.
+
+    A launch that dies of one of OneFlow's UPSTREAM_ABORTS is run again, once; the second
+    run's result is the one returned, so a pass is still a whole run that passed.
+    """
+    run = _launch_once(nproc, program, pythonpath=pythonpath, cwd=cwd, timeout=timeout)
+    abort = run.upstream_abort()
+    if abort is None:
+        return run
+    warnings.warn(f"launch of {program} run again after OneFlow's own abort: {abort}", stacklevel=2)
+    return _launch_once(nproc, program, pythonpath=pythonpath, cwd=cwd, timeout=timeout)
+
+
+def _launch_once(
+    nproc: int, program: list[str], *, pythonpath: list[Path], cwd: Path, timeout: float
+) -> Launch:
     process = start(nproc, program, pythonpath=pythonpath, cwd=cwd)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
