@@ -44,7 +44,7 @@ from specc.kinds.base import (
     offer,
     split,
 )
-from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import Comm, Cost, input_gradient, numel, partial_sums, rows
 from specc.kinds.costs import split as is_split
 from specc.plan import Call, Expr, LayerStep, Ref, Scalar
 
@@ -585,8 +585,8 @@ def cost(step: LayerStep) -> Cost:
     comms: tuple[Comm, ...] = ()
     if is_split(qkv):
         comms = (
-            Comm("all-reduce", "forward", numel(step.output), "dense partial sums"),
-            Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),
+            partial_sums(step, "dense partial sums"),
+            input_gradient(step),
         )
     return Cost(saved=saved, flops=flops, comms=comms)
 

@@ -116,6 +116,18 @@ def matmul_flops(x: Layout, weight: Param) -> int:
     return 2 * rows(x) * math.prod(weight.layout.local_shape)
 
 
+def input_gradient(step: LayerStep) -> Comm:
+    """Megatron's f in backward: a column-split layer's input gradient is a partial sum
+    over tensor ranks, all-reduced (the input's local elements)."""
+    return Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True)
+
+
+def partial_sums(step: LayerStep, what: str = "partial sums") -> Comm:
+    """Megatron's g in forward: a row-split layer's output is all-reduced (the output's
+    local elements)."""
+    return Comm("all-reduce", "forward", numel(step.output), what)
+
+
 def elementwise(step: LayerStep) -> Cost:
     """An element-wise activation keeps its input: N = the input's local elements."""
     return Cost(saved=numel(step.input), flops=numel(step.input))

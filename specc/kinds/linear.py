@@ -30,7 +30,7 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.kinds.costs import Comm, Cost, matmul_flops, numel
+from specc.kinds.costs import Comm, Cost, input_gradient, matmul_flops, numel, partial_sums
 from specc.kinds.costs import split as is_split
 from specc.plan import Call, LayerStep, sbp_text
 
@@ -288,9 +288,9 @@ def cost(step: LayerStep) -> Cost:
     weight = step.params[0]
     comms: tuple[Comm, ...] = ()
     if is_split(weight) and step.attributes["split"] == "col":
-        comms = (Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),)
+        comms = (input_gradient(step),)
     elif is_split(weight):
-        comms = (Comm("all-reduce", "forward", numel(step.output), "partial sums"),)
+        comms = (partial_sums(step),)
     return Cost(saved=numel(step.input), flops=matmul_flops(step.input, weight), comms=comms)
 
 

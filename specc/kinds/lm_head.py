@@ -32,7 +32,7 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import Comm, Cost, input_gradient, numel, rows
 from specc.kinds.embedding import padded_vocabulary
 from specc.plan import Call, Expr, LayerStep, Param, Ref
 
@@ -276,7 +276,7 @@ def cost(step: LayerStep) -> Cost:
     hidden, vocab = step.input.local_shape[-1], step.output.local_shape[-1]
     comms: tuple[Comm, ...] = ()
     if step.output.shape[-1] != vocab:
-        comms = (Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),)
+        comms = (input_gradient(step),)
     flops = 2 * rows(step.input) * hidden * vocab
     return Cost(saved=numel(step.input), flops=flops, comms=comms)
 

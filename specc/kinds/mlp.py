@@ -32,7 +32,7 @@ from specc.kinds.base import (
     init_kwargs,
     split,
 )
-from specc.kinds.costs import Comm, Cost, numel, rows
+from specc.kinds.costs import Comm, Cost, input_gradient, numel, partial_sums, rows
 from specc.kinds.costs import split as is_split
 from specc.plan import Call, Expr, LayerStep
 
@@ -195,8 +195,8 @@ def cost(step: LayerStep) -> Cost:
     comms: tuple[Comm, ...] = ()
     if is_split(up):
         comms = (
-            Comm("all-reduce", "forward", numel(step.output), "partial sums"),
-            Comm("all-reduce", "backward", numel(step.input), "input gradient", grad=True),
+            partial_sums(step),
+            input_gradient(step),
         )
     return Cost(saved=saved, flops=flops, comms=comms)
 
