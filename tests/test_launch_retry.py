@@ -21,8 +21,8 @@ def scripted(monkeypatch, *runs: Launch) -> list[Launch]:
     return left
 
 
-def run() -> Launch:
-    return launcher.launch(2, ["program.py"], pythonpath=[], cwd=launcher.Path("."))
+def run(reset=None) -> Launch:
+    return launcher.launch(2, ["program.py"], pythonpath=[], cwd=launcher.Path("."), reset=reset)
 
 
 def test_an_upstream_abort_is_run_again_and_the_second_run_counts(monkeypatch):
@@ -31,6 +31,20 @@ def test_an_upstream_abort_is_run_again_and_the_second_run_counts(monkeypatch):
     with pytest.warns(UserWarning, match="OneFlow's own abort"):
         assert run() is second
     assert left == []
+
+
+def test_what_the_first_run_left_is_reset_before_the_second(monkeypatch):
+    events = []
+    runs = iter([Launch(1, "", TEARDOWN), Launch(0, "", "")])
+
+    def once(*args, **kwargs):
+        events.append("launch")
+        return next(runs)
+
+    monkeypatch.setattr(launcher, "_launch_once", once)
+    with pytest.warns(UserWarning):
+        run(reset=lambda: events.append("reset"))
+    assert events == ["launch", "reset", "launch"]
 
 
 def test_an_upstream_abort_twice_fails(monkeypatch):
@@ -50,5 +64,5 @@ def test_an_upstream_abort_twice_fails(monkeypatch):
 )
 def test_anything_else_is_returned_as_it_is(monkeypatch, failed):
     left = scripted(monkeypatch, failed, Launch(0, "", ""))
-    assert run() is failed
+    assert run(reset=lambda: pytest.fail("reset without a second run")) is failed
     assert len(left) == 1

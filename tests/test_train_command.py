@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,7 +81,13 @@ def test_train_logs_evaluates_and_checkpoints_by_the_recipe(built: Path) -> None
         "--eval-batches",
         "2",
     ]
-    done = launch(2, ["-m", "gpt2_train", "train", *arguments], pythonpath=[built], cwd=built)
+    done = launch(
+        2,
+        ["-m", "gpt2_train", "train", *arguments],
+        pythonpath=[built],
+        cwd=built,
+        reset=lambda: shutil.rmtree(built / "run"),  # the log appends
+    )
     assert done.returncode == 0, done.explain()
     assert "step 6/6 [" in done.stdout and "held-out loss" in done.stdout
     logged = records(built / "run")
@@ -182,7 +189,13 @@ def test_a_tiny_llama_trains_under_the_train_command(built: Path) -> None:
     assert done.code == 0, done.stderr
     arguments = ["--data", str(built / "corpus.bin"), "--steps", "12", "--checkpoint-dir"]
     arguments += [str(out / "run"), "--eval-every", "0", "--log-every", "1"]
-    run = launch(4, ["-m", "llama3_8b", "train", *arguments], pythonpath=[out], cwd=out)
+    run = launch(
+        4,
+        ["-m", "llama3_8b", "train", *arguments],
+        pythonpath=[out],
+        cwd=out,
+        reset=lambda: shutil.rmtree(out / "run"),  # the log appends
+    )
     assert run.returncode == 0, run.explain()
     losses = [r["loss"] for r in records(out / "run") if "loss" in r]
     assert len(losses) == 12

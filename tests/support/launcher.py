@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,17 +81,22 @@ def launch(
     pythonpath: list[Path],
     cwd: Path,
     timeout: float = 300,
+    reset: Callable[[], object] | None = None,
 ) -> Launch:
     """`python -m oneflow.distributed.launch --nproc_per_node nproc <program>` on loopback.
 
     A launch that dies of one of OneFlow's UPSTREAM_ABORTS is run again, once; the second
-    run's result is the one returned, so a pass is still a whole run that passed.
+    run's result is the one returned, so a pass is still a whole run that passed. A
+    program whose second run would find what its first left behind (a log it appends to)
+    gives `reset`, which undoes that before the second run.
     """
     run = _launch_once(nproc, program, pythonpath=pythonpath, cwd=cwd, timeout=timeout)
     abort = run.upstream_abort()
     if abort is None:
         return run
     warnings.warn(f"launch of {program} run again after OneFlow's own abort: {abort}", stacklevel=2)
+    if reset is not None:
+        reset()
     return _launch_once(nproc, program, pythonpath=pythonpath, cwd=cwd, timeout=timeout)
 
 
