@@ -6,6 +6,8 @@ without checking; these hold that it does not, without starting OneFlow.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support import launcher
@@ -22,7 +24,7 @@ def scripted(monkeypatch, *runs: Launch) -> list[Launch]:
 
 
 def run(reset=None) -> Launch:
-    return launcher.launch(2, ["program.py"], pythonpath=[], cwd=launcher.Path("."), reset=reset)
+    return launcher.launch(2, ["program.py"], pythonpath=[], cwd=Path("."), reset=reset)
 
 
 def test_an_upstream_abort_is_run_again_and_the_second_run_counts(monkeypatch):
